@@ -1,0 +1,26 @@
+# Quick start: `make demo` (evaluate the pretrained models offline) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test verify readme bench
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.installed
+	ZOO_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m zoo.demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q tests
+
+verify: $(VENV)/.installed
+	$(PY) -m zoo verify
+
+readme: $(VENV)/.installed
+	$(PY) -m training.readme_table
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/load_time.py

@@ -1,0 +1,1 @@
+"""Scripts and recipes that produce the zoo's checkpoints."""

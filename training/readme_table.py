@@ -1,0 +1,67 @@
+"""Regenerate the results table of README.md from the weights manifest (``python -m training.readme_table``).
+
+``--check`` exits non-zero if README.md is out of date instead of rewriting it.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from zoo.manifest import Manifest, read_manifest
+from zoo.paths import REPO_ROOT, manifest_path
+
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+DATASETS = (("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST"), ("cifar10", "CIFAR-10"))
+
+
+def _cell(manifest: Manifest, model_id: str) -> str:
+    entry = manifest.entries.get(model_id)
+    if entry is None:
+        return "—"
+    if not entry.published:
+        return "pending"
+    return f"{entry.metrics['top1']:.2f}"
+
+
+def render_table(manifest: Manifest) -> str:
+    """Markdown table: one row per family, top-1 (%) per dataset, parameter count and rule."""
+    families = sorted({e.entrypoint: e.learning_rule for e in manifest.entries.values()}.items())
+    header = "| model | rule | " + " | ".join(name for _, name in DATASETS) + " | params |"
+    lines = [header, "|" + "---|" * (len(DATASETS) + 3)]
+    for family, rule in families:
+        cells = [_cell(manifest, f"{family}.{tag}") for tag, _ in DATASETS]
+        params = {e.num_params for e in manifest.entries.values() if e.entrypoint == family and e.published}
+        lines.append(f"| `{family}` | {rule} | " + " | ".join(cells) + " | "
+                     + (", ".join(f"{p:,}" for p in sorted(params)) or "—") + " |")
+    return "\n".join(lines)
+
+
+def updated_readme(text: str, table: str) -> str:
+    """README text with the table between the markers replaced."""
+    if START not in text or END not in text:
+        raise ValueError(f"README.md must contain the markers {START} and {END}")
+    head, rest = text.split(START, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{START}\n{table}\n{END}{tail}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--check", action="store_true")
+    args = parser.parse_args(argv)
+    readme = REPO_ROOT / "README.md"
+    text = readme.read_text()
+    new = updated_readme(text, render_table(read_manifest(manifest_path())))
+    if args.check:
+        if new != text:
+            print("README.md results table is out of date: run `python -m training.readme_table`", file=sys.stderr)
+            return 1
+        return 0
+    Path(readme).write_text(new)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""The public entry points: list, describe and load pretrained models."""
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from zoo.checkpoint import load_into
+from zoo.errors import UnknownModelError
+from zoo.manifest import Entry, Manifest, cached_manifest
+from zoo.paths import manifest_path
+from zoo.registry import get_family, suggest
+from zoo.resolve import raise_if_pending, resolve_file
+from zoo.transforms import ToFloatImages
+
+
+def manifest() -> Manifest:
+    """The validated weights manifest."""
+    return cached_manifest(manifest_path())
+
+
+def list_models(pattern: str | None = None, *, include_pending: bool = False) -> list[str]:
+    """Ids (``<entrypoint>.<dataset>``) of the published checkpoints, optionally filtered by a glob
+    pattern such as ``"*.mnist"``; ``include_pending=True`` adds checkpoints not trained yet."""
+    ids = [e.id for e in manifest().entries.values() if include_pending or e.published]
+    return sorted(i for i in ids if pattern is None or fnmatch.fnmatch(i, pattern))
+
+
+def get_entry(model_id: str) -> Entry:
+    """The manifest entry of an id; an unknown id raises with the closest known ids."""
+    entries = manifest().entries
+    if model_id not in entries:
+        raise UnknownModelError(f"unknown model id {model_id!r} (ids are '<entrypoint>.<dataset>'). "
+                                f"{suggest(model_id, entries)}")
+    return entries[model_id]
+
+
+@dataclass(frozen=True)
+class Weights:
+    """A pretrained checkpoint: its manifest record (``meta``), its input conversion and its tensors."""
+
+    entry: Entry
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        """The manifest entry as a dict: metrics, recipe, hashes, architecture."""
+        return self.entry.to_dict()
+
+    def transforms(self) -> ToFloatImages:
+        """Converts uint8 (or [0, 1] float) images to the float ``[N, C, H, W]`` batch the model takes."""
+        return ToFloatImages(self.entry.input["shape"])
+
+    def get_state_dict(self, source: str = "auto") -> dict[str, torch.Tensor]:
+        """The checkpoint's tensors, from a verified file."""
+        raise_if_pending(self.entry)
+        return load_file(str(resolve_file(self.entry, source)), device="cpu")
+
+    def __repr__(self) -> str:
+        return f"Weights({self.entry.id!r}, status={self.entry.status!r}, top1={self.entry.metrics.get('top1')})"
+
+
+def get_weights(model_id: str) -> Weights:
+    """The :class:`Weights` of a checkpoint id such as ``"bp_mlp.mnist"``."""
+    return Weights(get_entry(model_id))
+
+
+def build_from_entry(entry: Entry, path: Path) -> nn.Module:
+    """The model of ``entry`` with the tensors of the (already verified) file at ``path``, in eval mode."""
+    model = get_family(entry.entrypoint).build_model(entry.arch)
+    load_into(model, path)
+    return model.eval()
+
+
+def load(model_id: str, *, source: str = "auto") -> nn.Module:
+    """A pretrained model in eval mode on the CPU.
+
+    ``source``: ``"auto"`` (checkout, then torch hub cache, then URL, then Hugging Face Hub), ``"local"``,
+    ``"cache"``, ``"url"`` or ``"hf"``. The file's SHA-256 is checked against the manifest every time.
+    """
+    entry = get_entry(model_id)
+    raise_if_pending(entry)
+    if source == "hf":
+        from zoo.hub_layout import from_hub
+
+        return from_hub(entry.hf["repo_id"], revision=entry.hf["revision"], filename=entry.hf["filename"],
+                        expected_sha256=entry.sha256)
+    return build_from_entry(entry, resolve_file(entry, source))
+
+
+def create_model(entrypoint: str, weights: str | None = "DEFAULT", *, dataset: str | None = None,
+                 in_shape: tuple[int, int, int] | None = None, num_classes: int | None = None,
+                 source: str = "auto", **arch: Any) -> nn.Module:
+    """Build a family's model: pretrained on ``weights`` (a dataset tag, or ``"DEFAULT"`` for MNIST), or
+    untrained when ``weights=None`` (then ``dataset=`` or ``in_shape=``/``num_classes=`` set its shape)."""
+    family = get_family(entrypoint)
+    if weights is None:
+        return family.build_model(family.arch_for(dataset, in_shape=in_shape, num_classes=num_classes, **arch))
+    if dataset is not None or in_shape is not None or num_classes is not None or arch:
+        raise ValueError(f"{entrypoint}: dataset=/in_shape=/num_classes=/architecture options apply only to "
+                         f"weights=None; pretrained weights fix the architecture (got weights={weights!r})")
+    tag = "mnist" if weights == "DEFAULT" else weights
+    return load(f"{entrypoint}.{tag}", source=source)

@@ -1,0 +1,43 @@
+"""The first module of every model: checks the input contract and normalises inside the model."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import Tensor, nn
+
+
+def shape_text(shape: Sequence[int]) -> str:
+    """``[N, 1, 28, 28]`` for ``(1, 28, 28)``."""
+    return "[N, " + ", ".join(str(int(d)) for d in shape) + "]"
+
+
+class ImageInput(nn.Module):
+    """Accepts float images ``[N, C, H, W]`` in ``[0, 1]`` and returns them normalised per channel.
+
+    The statistics are part of the architecture (they come from the training set), so a user can never
+    forget or mismatch the normalisation. They are not stored in the checkpoint: they are rebuilt from
+    the ``arch`` record of the manifest.
+    """
+
+    def __init__(self, in_shape: Sequence[int], mean: Sequence[float], std: Sequence[float]) -> None:
+        super().__init__()
+        self.in_shape = tuple(int(d) for d in in_shape)
+        channels = self.in_shape[0]
+        if len(self.in_shape) != 3 or len(mean) != channels or len(std) != channels:
+            raise ValueError(f"in_shape must be (C, H, W) with C values of mean and std; got in_shape={in_shape}, "
+                             f"mean={mean}, std={std}")
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape \
+                or not x.is_floating_point():
+            got = f"{x.dtype} tensor of shape {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+            raise ValueError(
+                f"expected float images of shape {shape_text(self.in_shape)} scaled to [0, 1]; got {got}. "
+                "Convert uint8 images with zoo.get_weights(id).transforms().")
+        return (x - self.mean) / self.std
+
+    def extra_repr(self) -> str:
+        return f"in_shape={self.in_shape}"

@@ -1,0 +1,40 @@
+"""The two-hidden-layer MLP shared by backprop and the rule families that train fully connected nets."""
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+from torch import Tensor, nn
+
+from zoo.archs.image_input import ImageInput
+
+LinearFactory = Callable[[int, int], nn.Module]
+
+
+class MLP(nn.Module):
+    """``input -> [linear -> ReLU -> dropout] * len(hidden) -> linear`` on flattened images.
+
+    ``linear`` builds every fully connected layer; a learning rule passes its own layer type
+    (e.g. a layer with a fixed feedback matrix) and the architecture stays the same.
+    """
+
+    def __init__(self, in_shape: Sequence[int], num_classes: int, mean: Sequence[float], std: Sequence[float],
+                 hidden: Sequence[int] = (800, 800), dropout: float = 0.0,
+                 linear: LinearFactory = nn.Linear) -> None:
+        super().__init__()
+        self.input = ImageInput(in_shape, mean, std)
+        widths = [self.input.in_shape[0] * self.input.in_shape[1] * self.input.in_shape[2], *hidden]
+        self.hidden = nn.ModuleList(linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.head = linear(widths[-1], num_classes)
+        self.act = nn.ReLU()
+        self.drop = nn.Dropout(dropout)
+
+    def features(self, x: Tensor) -> Tensor:
+        """Activations of the last hidden layer, ``[N, hidden[-1]]``."""
+        h = self.input(x).flatten(1)
+        for layer in self.hidden:
+            h = self.drop(self.act(layer(h)))
+        return h
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``[N, num_classes]`` for float images ``[N, C, H, W]`` in ``[0, 1]``."""
+        return self.head(self.features(x))

@@ -1,0 +1,67 @@
+"""Checkpoint files: safetensors only, fp32, byte-for-byte reproducible from the same tensors."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+FORMAT_VERSION = "1"
+
+
+def checkpoint_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Everything needed to use *and* keep training the model: parameters and persistent buffers
+    (e.g. fixed feedback matrices), as contiguous fp32 CPU tensors that share no memory."""
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in model.state_dict().items():
+        if tensor.is_floating_point():
+            tensor = tensor.to(torch.float32)
+        out[name] = tensor.detach().to("cpu").contiguous().clone()
+    return out
+
+
+def save_checkpoint(model: nn.Module, path: Path, *, entrypoint: str, arch: Mapping[str, Any]) -> Path:
+    """Write ``model`` to ``path`` atomically. The metadata records the family and architecture so the file
+    describes itself; it holds no timestamp, so identical tensors give identical bytes."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"format": "pt", "zoo.format_version": FORMAT_VERSION, "zoo.entrypoint": entrypoint,
+                "zoo.arch": json.dumps(dict(arch), sort_keys=True)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(checkpoint_tensors(model), tmp, metadata=metadata)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The string metadata stored in a checkpoint's header."""
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def load_into(model: nn.Module, path: Path) -> nn.Module:
+    """Load a checkpoint's tensors into ``model`` (strict: every key and shape must match)."""
+    state = load_file(str(path), device="cpu")
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(state) & set(expected) if state[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        details = [f"missing {missing}" if missing else "", f"unexpected {unexpected}" if unexpected else "",
+                   "wrong shapes " + ", ".join(f"{k}: file {list(state[k].shape)} vs model "
+                                               f"{list(expected[k].shape)}" for k in wrong) if wrong else ""]
+        raise ValueError(f"checkpoint {path} does not fit the model: " + "; ".join(d for d in details if d))
+    model.load_state_dict(state, strict=True)
+    return model

@@ -1,0 +1,146 @@
+"""Command line: ``python -m zoo list | info ID | download ID | eval ID | verify | export-hf ID DIR | push ID``."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from zoo.errors import ZooError
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from zoo.api import manifest
+
+    print(f"{'id':28s} {'rule':22s} {'status':10s} {'top-1':>7s}")
+    for entry in manifest().entries.values():
+        if entry.published or args.all:
+            top1 = f"{entry.metrics['top1']:.2f}" if entry.published else "-"
+            print(f"{entry.id:28s} {entry.learning_rule:22s} {entry.status:10s} {top1:>7s}")
+    return 0
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    from zoo.api import get_entry
+
+    entry = get_entry(args.id)
+    meta = entry.to_dict()
+    alignment = entry.metrics.get("alignment_deg")
+    print(json.dumps(meta, indent=2))
+    if alignment:
+        print("\nalignment with the backprop gradient (degrees, per layer):")
+        for layer, angle in alignment.items():
+            print(f"  {layer:20s} {angle:6.1f}")
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from zoo.api import get_entry
+    from zoo.resolve import raise_if_pending, resolve_file
+
+    entry = get_entry(args.id)
+    raise_if_pending(entry)
+    print(resolve_file(entry, args.source))
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    from zoo.api import get_entry, load
+    from zoo.data import load_split
+    from zoo.evaluate import top1
+
+    entry = get_entry(args.id)
+    model = load(args.id, source=args.source)
+    images, labels = load_split(entry.dataset, args.split, args.data_root, limit=args.limit)
+    accuracy = top1(model, images, labels)
+    reference = f" (manifest: {entry.metrics['top1']:.2f}% on {entry.metrics['n_eval']})" if args.split == "test" else ""
+    print(f"{args.id}: top-1 {accuracy:.2f}% on {len(labels)} {entry.dataset} {args.split} images{reference}")
+    return 0
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from zoo.api import manifest
+    from zoo.verify import verify_entry
+
+    entries = [e for e in manifest().entries.values() if e.published and (not args.ids or e.id in args.ids)]
+    failures = 0
+    for entry in entries:
+        for check in verify_entry(entry, args.data_root):
+            print(check, flush=True)
+            failures += not check.ok
+    pending = sum(not e.published for e in manifest().entries.values())
+    print(f"verify: {len(entries)} published checkpoints checked, {failures} mismatches, {pending} pending entries")
+    return 1 if failures else 0
+
+
+def _cmd_export_hf(args: argparse.Namespace) -> int:
+    from zoo.hub_layout import export_folder
+
+    print(export_folder(args.id, args.dir))
+    return 0
+
+
+def _cmd_push(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from zoo.api import get_entry
+    from zoo.hf_hub import push_folder
+    from zoo.hub_layout import export_folder
+
+    entry = get_entry(args.id)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = export_folder(args.id, Path(tmp))
+        print(push_folder(folder, args.repo_id or entry.hf["repo_id"], token=args.token))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m zoo`` argument parser."""
+    from zoo.resolve import SOURCES
+
+    parser = argparse.ArgumentParser(prog="python -m zoo", description="bioplausible-zoo: pretrained checkpoints "
+                                     "of biologically plausible learning rules")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="list checkpoints")
+    p.add_argument("--all", action="store_true", help="include pending checkpoints")
+    p.set_defaults(run=_cmd_list)
+    p = sub.add_parser("info", help="show a checkpoint's manifest entry")
+    p.add_argument("id")
+    p.set_defaults(run=_cmd_info)
+    p = sub.add_parser("download", help="fetch a checkpoint into the cache and print its path")
+    p.add_argument("id")
+    p.add_argument("--source", choices=SOURCES, default="auto")
+    p.set_defaults(run=_cmd_download)
+    p = sub.add_parser("eval", help="top-1 accuracy of a checkpoint on its dataset")
+    p.add_argument("id")
+    p.add_argument("--data-root", type=Path)
+    p.add_argument("--split", choices=("test", "train"), default="test")
+    p.add_argument("--limit", type=int, help="first N images only")
+    p.add_argument("--source", choices=SOURCES, default="auto")
+    p.set_defaults(run=_cmd_eval)
+    p = sub.add_parser("verify", help="recompute hashes, sizes, parameter counts and accuracies")
+    p.add_argument("ids", nargs="*", help="only these ids (default: every published checkpoint)")
+    p.add_argument("--data-root", type=Path)
+    p.set_defaults(run=_cmd_verify)
+    p = sub.add_parser("export-hf", help="write a Hugging Face Hub folder (config.json, model.safetensors, README.md)")
+    p.add_argument("id")
+    p.add_argument("dir", type=Path)
+    p.set_defaults(run=_cmd_export_hf)
+    p = sub.add_parser("push", help="export a checkpoint and upload it to the Hugging Face Hub")
+    p.add_argument("id")
+    p.add_argument("--repo-id", help="default: the manifest's hf.repo_id")
+    p.add_argument("--token", help="default: the token huggingface_hub finds (HF_TOKEN or login)")
+    p.set_defaults(run=_cmd_push)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; zoo errors print one clear line and exit with status 2."""
+    args = build_parser().parse_args(argv)
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except (ZooError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

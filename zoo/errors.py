@@ -1,0 +1,50 @@
+"""Exceptions raised by the zoo. Every message names what was wrong and what is accepted."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class ZooError(Exception):
+    """Base class of every error the zoo raises on purpose."""
+
+
+class ManifestError(ZooError, ValueError):
+    """The weights manifest (or an entry of it) does not follow the schema."""
+
+
+class UnknownModelError(ZooError, KeyError):
+    """A model id or entrypoint that the registry does not know."""
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class WeightsPendingError(ZooError, RuntimeError):
+    """The checkpoint is listed in the manifest but has not been trained and published yet."""
+
+
+class HashMismatchError(ZooError, OSError):
+    """A file's SHA-256 differs from the one recorded for it."""
+
+    def __init__(self, path: Path | str, expected: str, actual: str) -> None:
+        self.path, self.expected, self.actual = Path(path), expected, actual
+        super().__init__(f"SHA-256 mismatch for {self.path}: expected {expected}, got {actual}")
+
+    def __str__(self) -> str:
+        return f"SHA-256 mismatch for {self.path}: expected {self.expected}, got {self.actual}"
+
+
+class DownloadError(ZooError, OSError):
+    """A download failed (HTTP error, broken connection, truncated body)."""
+
+
+class OfflineError(ZooError, OSError):
+    """A file is needed, it is not cached, and the zoo may not (or cannot) reach the network."""
+
+
+class DatasetNotFoundError(ZooError, FileNotFoundError):
+    """A dataset's files are not under the data root."""
+
+
+class ChecksumError(ZooError, ValueError):
+    """A dataset file's content differs from the official release."""

@@ -1,0 +1,68 @@
+"""Accuracy of a model on a dataset split: clean, under Gaussian noise and under FGSM."""
+from __future__ import annotations
+
+from typing import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from zoo.manifest import FGSM_EPSILONS, NOISE_SIGMAS
+
+EVAL_BATCH = 1000
+NOISE_SEED = 0
+
+
+def _batches(images: Tensor, labels: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        x = x.to(torch.float32).div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
+        yield x, labels[start:start + batch_size]
+
+
+def _percent(correct: int, total: int) -> float:
+    return round(100.0 * correct / total, 4)
+
+
+@torch.no_grad()
+def top1(model: nn.Module, images: Tensor, labels: Tensor, *, noise_sigma: float = 0.0,
+         batch_size: int = EVAL_BATCH) -> float:
+    """Top-1 accuracy in percent. ``images`` are uint8 ``[N, C, H, W]`` (or float in [0, 1]).
+
+    With ``noise_sigma > 0``, Gaussian noise of that standard deviation (on the [0, 1] scale, fixed seed)
+    is added and the result clipped to [0, 1].
+    """
+    model.eval()
+    generator = torch.Generator().manual_seed(NOISE_SEED)
+    correct = 0
+    for x, y in _batches(images, labels, batch_size):
+        if noise_sigma > 0:
+            x = (x + noise_sigma * torch.randn(x.shape, generator=generator)).clamp_(0.0, 1.0)
+        correct += int((model(x).argmax(1) == y).sum())
+    return _percent(correct, len(labels))
+
+
+def top1_fgsm(model: nn.Module, images: Tensor, labels: Tensor, eps: float, *,
+              batch_size: int = EVAL_BATCH) -> float:
+    """Top-1 accuracy in percent under the fast gradient sign attack of size ``eps`` (clipped to [0, 1])."""
+    model.eval()
+    correct = 0
+    for x, y in _batches(images, labels, batch_size):
+        x = x.requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(x), y)
+        (grad,) = torch.autograd.grad(loss, x)
+        with torch.no_grad():
+            adv = (x + eps * grad.sign()).clamp_(0.0, 1.0)
+            correct += int((model(adv).argmax(1) == y).sum())
+    return _percent(correct, len(labels))
+
+
+def full_metrics(model: nn.Module, images: Tensor, labels: Tensor, *, gradients: bool = True) -> dict[str, object]:
+    """The manifest's metrics: ``top1``, ``n_eval``, ``top1_noise`` and (where gradients exist) ``top1_fgsm``."""
+    metrics: dict[str, object] = {
+        "top1": top1(model, images, labels),
+        "n_eval": int(len(labels)),
+        "top1_noise": {s: top1(model, images, labels, noise_sigma=float(s)) for s in NOISE_SIGMAS},
+    }
+    if gradients:
+        metrics["top1_fgsm"] = {e: top1_fgsm(model, images, labels, float(e)) for e in FGSM_EPSILONS}
+    return metrics

@@ -1,0 +1,50 @@
+"""Builds the ``hubconf.py`` entrypoint of each model family, with a docstring for ``torch.hub.help``."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from zoo.api import create_model, manifest
+from zoo.registry import get_family
+
+
+def _docstring(name: str) -> str:
+    family = get_family(name)
+    rows = []
+    for entry in sorted(manifest().entries.values(), key=lambda e: e.id):
+        if entry.entrypoint == name:
+            result = f"top-1 {entry.metrics['top1']:.2f}%" if entry.published else f"pending: {entry.pending_reason}"
+            rows.append(f"        {entry.dataset!r}: {result}")
+    weights = "\n".join(rows) or "        (no checkpoint yet)"
+    options = ", ".join(f"{k}={v!r}" for k, v in family.default_arch.items()) or "none"
+    return f"""{family.summary}
+
+    Learning rule: {family.learning_rule}.{f" {family.paper}." if family.paper else ""}
+
+    Args:
+        weights: dataset tag of the pretrained checkpoint, "DEFAULT" (MNIST) or None for an untrained model.
+            Available:
+{weights}
+        dataset: with weights=None, shape the model for this dataset ("mnist", "fashion_mnist", "cifar10").
+        in_shape, num_classes: with weights=None, an explicit input shape (C, H, W) and class count.
+        weights_source: "auto" (checkout, torch hub cache, URL, Hugging Face Hub), "local", "cache", "url" or "hf".
+        **arch: with weights=None, architecture options (defaults: {options}).
+
+    Returns:
+        The model in eval mode on the CPU. It takes float images [N, C, H, W] in [0, 1] (use
+        zoo.get_weights(id).transforms() for uint8 images) and returns logits [N, num_classes].
+    """
+
+
+def make_entrypoint(name: str) -> Callable[..., nn.Module]:
+    """The hub entrypoint function of family ``name``."""
+    def entrypoint(weights: str | None = "DEFAULT", *, dataset: str | None = None,
+                   in_shape: tuple[int, int, int] | None = None, num_classes: int | None = None,
+                   weights_source: str = "auto", **arch: Any) -> nn.Module:
+        return create_model(name, weights, dataset=dataset, in_shape=in_shape, num_classes=num_classes,
+                            source=weights_source, **arch)
+
+    entrypoint.__name__ = entrypoint.__qualname__ = name
+    entrypoint.__doc__ = _docstring(name)
+    return entrypoint

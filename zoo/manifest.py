@@ -1,0 +1,213 @@
+"""The weights manifest: one JSON file that lists every checkpoint, validated on load.
+
+A *published* entry points to a safetensors file and carries its hash, size and measured metrics.
+A *pending* entry (e.g. every CIFAR-10 checkpoint until someone with the data trains it) carries the
+recipe that will produce it, and neither file nor metrics.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Mapping
+
+from zoo.errors import ManifestError
+
+SCHEMA_VERSION = 1
+DATASET_TAGS = ("mnist", "fashion_mnist", "cifar10")
+STATUSES = ("published", "pending")
+NOISE_SIGMAS = ("0.1", "0.2", "0.3")
+FGSM_EPSILONS = ("0.05", "0.1")
+
+_ID_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$")
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_COMMON_FIELDS = ("id", "entrypoint", "dataset", "learning_rule", "status", "arch", "input", "recipe", "hf", "license")
+_PUBLISHED_FIELDS = ("file", "sha256", "size_bytes", "num_params", "metrics", "url")
+_PUBLISHED_RECIPE_FIELDS = ("command", "config", "seed", "epochs", "wall_time_s", "hardware", "torch_version", "git_commit")
+_PENDING_RECIPE_FIELDS = ("command", "config", "seed", "epochs")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One checkpoint of the manifest (see the README for the meaning of each field)."""
+
+    id: str
+    entrypoint: str
+    dataset: str
+    learning_rule: str
+    status: str
+    arch: dict[str, Any]
+    input: dict[str, Any]
+    recipe: dict[str, Any]
+    hf: dict[str, str]
+    license: str
+    file: str | None = None
+    sha256: str | None = None
+    size_bytes: int | None = None
+    num_params: int | None = None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    url: str | None = None
+    pending_reason: str | None = None
+
+    @property
+    def published(self) -> bool:
+        return self.status == "published"
+
+    @property
+    def filename(self) -> str:
+        """Base name of the checkpoint file (also its name in the download cache)."""
+        if self.file is None:
+            raise ManifestError(f"{self.id} is {self.status} and has no file")
+        return Path(self.file).name
+
+    def to_dict(self) -> dict[str, Any]:
+        """The entry as it is written in the manifest (fields that do not apply are left out)."""
+        out: dict[str, Any] = {name: getattr(self, name) for name in _COMMON_FIELDS}
+        if self.published:
+            out.update({name: getattr(self, name) for name in _PUBLISHED_FIELDS})
+        else:
+            out["pending_reason"] = self.pending_reason
+        return out
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "Entry":
+        """Validate one manifest entry; raise :class:`ManifestError` naming the field that is wrong."""
+        if not isinstance(raw, Mapping):
+            raise ManifestError(f"manifest entry must be an object, got {type(raw).__name__}")
+        where = f"manifest entry {raw.get('id', '<no id>')!r}"
+        _require(raw, _COMMON_FIELDS, where)
+        _check(isinstance(raw["id"], str) and _ID_RE.match(raw["id"]) is not None, where, "id",
+               "'<entrypoint>.<dataset>' in lowercase letters, digits and '_'", raw["id"])
+        _check(raw["dataset"] in DATASET_TAGS, where, "dataset", f"one of {DATASET_TAGS}", raw["dataset"])
+        _check(raw["id"] == f"{raw['entrypoint']}.{raw['dataset']}", where, "id",
+               f"'{raw['entrypoint']}.{raw['dataset']}' (entrypoint.dataset)", raw["id"])
+        _check(raw["status"] in STATUSES, where, "status", f"one of {STATUSES}", raw["status"])
+        for name in ("learning_rule", "license", "entrypoint"):
+            _check(isinstance(raw[name], str) and raw[name] != "", where, name, "a non-empty string", raw[name])
+        for name in ("arch", "input", "recipe", "hf"):
+            _check(isinstance(raw[name], Mapping), where, name, "an object", raw[name])
+        _require(raw["input"], ("shape", "range"), f"{where}: input")
+        _require(raw["hf"], ("repo_id", "filename", "revision"), f"{where}: hf")
+        if raw["status"] == "published":
+            _validate_published(raw, where)
+        else:
+            _require(raw["recipe"], _PENDING_RECIPE_FIELDS, f"{where}: recipe")
+            _check(isinstance(raw.get("pending_reason"), str) and raw["pending_reason"] != "", where,
+                   "pending_reason", "a sentence saying why the checkpoint is not published", raw.get("pending_reason"))
+            extra = [name for name in _PUBLISHED_FIELDS if raw.get(name) not in (None, {})]
+            _check(not extra, where, "status", f"no {extra} on a pending entry", "pending")
+        known = set(_COMMON_FIELDS) | set(_PUBLISHED_FIELDS) | {"pending_reason"}
+        unknown = sorted(set(raw) - known)
+        _check(not unknown, where, "fields", f"only {sorted(known)}", unknown)
+        return cls(**{k: v for k, v in raw.items()})
+
+
+def _validate_published(raw: Mapping[str, Any], where: str) -> None:
+    _require(raw, _PUBLISHED_FIELDS, where)
+    _require(raw["recipe"], _PUBLISHED_RECIPE_FIELDS, f"{where}: recipe")
+    sha = raw["sha256"]
+    _check(isinstance(sha, str) and _HEX64.match(sha) is not None, where, "sha256", "64 lowercase hex digits", sha)
+    expected_file = f"weights/{raw['id']}-{sha[:8]}.safetensors"
+    _check(raw["file"] == expected_file, where, "file", repr(expected_file), raw["file"])
+    for name in ("size_bytes", "num_params"):
+        _check(isinstance(raw[name], int) and raw[name] > 0, where, name, "a positive integer", raw[name])
+    _check(isinstance(raw["url"], str) and raw["url"].startswith(("https://", "http://")), where, "url",
+           "an http(s) URL", raw["url"])
+    metrics = raw["metrics"]
+    _check(isinstance(metrics, Mapping), where, "metrics", "an object", metrics)
+    _require(metrics, ("top1", "n_eval", "top1_noise"), f"{where}: metrics")
+    _check(_is_percent(metrics["top1"]), where, "metrics.top1", "a percentage in [0, 100]", metrics["top1"])
+    _check(isinstance(metrics["n_eval"], int) and metrics["n_eval"] > 0, where, "metrics.n_eval",
+           "a positive integer", metrics["n_eval"])
+    _check_curve(metrics["top1_noise"], NOISE_SIGMAS, where, "metrics.top1_noise")
+    if "top1_fgsm" in metrics:
+        _check_curve(metrics["top1_fgsm"], FGSM_EPSILONS, where, "metrics.top1_fgsm")
+
+
+def _check_curve(curve: Any, keys: tuple[str, ...], where: str, name: str) -> None:
+    ok = isinstance(curve, Mapping) and set(curve) == set(keys) and all(_is_percent(v) for v in curve.values())
+    _check(ok, where, name, f"an object with keys {list(keys)} and percentages as values", curve)
+
+
+def _is_percent(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 100.0
+
+
+def _require(raw: Mapping[str, Any], names: tuple[str, ...], where: str) -> None:
+    missing = [name for name in names if name not in raw]
+    if missing:
+        raise ManifestError(f"{where}: missing required field(s) {missing}")
+
+
+def _check(ok: bool, where: str, name: str, accepted: str, got: Any) -> None:
+    if not ok:
+        raise ManifestError(f"{where}: field '{name}' must be {accepted}, got {got!r}")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """All entries of the manifest, by id."""
+
+    entries: dict[str, Entry]
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "Manifest":
+        """Validate a whole manifest document."""
+        if not isinstance(raw, Mapping):
+            raise ManifestError("the manifest must be a JSON object with 'schema_version' and 'weights'")
+        if raw.get("schema_version") != SCHEMA_VERSION:
+            raise ManifestError(
+                f"manifest schema_version must be {SCHEMA_VERSION}, got {raw.get('schema_version')!r}")
+        items = raw.get("weights")
+        if not isinstance(items, list):
+            raise ManifestError(f"manifest field 'weights' must be a list of entries, got {type(items).__name__}")
+        entries: dict[str, Entry] = {}
+        for item in items:
+            entry = Entry.from_dict(item)
+            if entry.id in entries:
+                raise ManifestError(f"manifest lists {entry.id!r} twice")
+            entries[entry.id] = entry
+        return cls(entries)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION,
+                "weights": [self.entries[key].to_dict() for key in sorted(self.entries)]}
+
+    def with_entry(self, entry: Entry) -> "Manifest":
+        """A copy with ``entry`` added or replacing the entry of the same id."""
+        return Manifest({**self.entries, entry.id: entry})
+
+
+def read_manifest(path: Path) -> Manifest:
+    """Read and validate a manifest file."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise ManifestError(f"weights manifest not found at {path}") from None
+    except json.JSONDecodeError as exc:
+        raise ManifestError(f"weights manifest {path} is not valid JSON: {exc}") from None
+    try:
+        return Manifest.from_dict(raw)
+    except ManifestError as exc:
+        raise ManifestError(f"{path}: {exc}") from None
+
+
+def write_manifest(manifest: Manifest, path: Path) -> None:
+    """Write the manifest atomically (temporary file, then rename), with stable formatting."""
+    path = Path(path)
+    text = json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    cached_manifest.cache_clear()
+
+
+@lru_cache(maxsize=4)
+def cached_manifest(path: Path) -> Manifest:
+    """The validated manifest at ``path``, read once per process."""
+    return read_manifest(path)

@@ -1,0 +1,27 @@
+"""Backpropagation: the baseline every biologically plausible rule is compared with."""
+from __future__ import annotations
+
+from typing import Sequence
+
+from torch import nn
+
+from zoo.archs.mlp import MLP
+from zoo.registry import Family, register
+from zoo.trainer import GradientTrainer
+
+
+def build_bp_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
+                 hidden: Sequence[int], dropout: float) -> nn.Module:
+    """The two-hidden-layer MLP with ordinary ``nn.Linear`` layers."""
+    return MLP(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout)
+
+
+BP_MLP = register(Family(
+    name="bp_mlp",
+    learning_rule="backprop",
+    summary="Two-hidden-layer MLP trained with backpropagation (the baseline of every rule family).",
+    build=build_bp_mlp,
+    trainer=GradientTrainer,
+    default_arch={"hidden": [800, 800], "dropout": 0.2},
+    paper="Rumelhart, Hinton & Williams, Learning representations by back-propagating errors (Nature 1986)",
+))

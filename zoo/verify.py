@@ -1,0 +1,50 @@
+"""Recompute every published entry's hash, size, parameter count and test accuracy against the manifest."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from zoo.api import build_from_entry
+from zoo.data import load_split
+from zoo.errors import HashMismatchError, ZooError
+from zoo.evaluate import top1
+from zoo.manifest import Entry
+from zoo.resolve import resolve_file
+
+TOP1_TOLERANCE = 0.05  # percentage points
+
+
+@dataclass(frozen=True)
+class Check:
+    """One comparison between the manifest and a recomputed value."""
+
+    model_id: str
+    name: str
+    expected: object
+    actual: object
+    ok: bool
+
+    def __str__(self) -> str:
+        mark = "ok  " if self.ok else "FAIL"
+        return f"{mark} {self.model_id:28s} {self.name:10s} manifest={self.expected}  recomputed={self.actual}"
+
+
+def verify_entry(entry: Entry, data_root: Path | None = None) -> list[Check]:
+    """All checks of one published entry (file hash and size, parameter count, test top-1)."""
+    try:
+        path = resolve_file(entry, "auto")
+    except HashMismatchError as exc:
+        return [Check(entry.id, "sha256", entry.sha256, exc.actual, False)]
+    except (ZooError, FileNotFoundError) as exc:
+        return [Check(entry.id, "file", entry.file, f"unavailable: {exc}", False)]
+    checks = [Check(entry.id, "sha256", entry.sha256, entry.sha256, True),
+              Check(entry.id, "size", entry.size_bytes, path.stat().st_size, path.stat().st_size == entry.size_bytes)]
+    model = build_from_entry(entry, path)
+    num_params = sum(p.numel() for p in model.parameters())
+    checks.append(Check(entry.id, "params", entry.num_params, num_params, num_params == entry.num_params))
+    images, labels = load_split(entry.dataset, "test", data_root)
+    accuracy = top1(model, images, labels)
+    expected = entry.metrics["top1"]
+    checks.append(Check(entry.id, "top1", expected, accuracy,
+                        len(labels) == entry.metrics["n_eval"] and abs(accuracy - expected) <= TOP1_TOLERANCE))
+    return checks
