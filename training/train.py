@@ -33,6 +33,7 @@ from zoo.registry import Family, get_family
 WEIGHTS_URL = "https://github.com/bioplausible-zoo/bioplausible-zoo/releases/download/weights-v1/"
 HF_ORG = "bioplausible-zoo"
 LICENSE = "MIT"
+ALIGNMENT_BATCH = 1000  # first test images: the fixed batch of metrics.alignment_deg
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -154,6 +155,9 @@ def train(args: argparse.Namespace) -> Entry:
     fit(model, family, train_x, train_y, fit_config, on_epoch_end=report, progress=not args.no_progress)
     wall = time.perf_counter() - start
     metrics = full_metrics(model, test_x, test_y)
+    if family.alignment is not None:
+        batch = test_x[:ALIGNMENT_BATCH].to(torch.float32).div_(255.0)
+        metrics["alignment_deg"] = family.alignment(model, batch, test_y[:ALIGNMENT_BATCH])
     recipe.update({"wall_time_s": round(wall, 1), "hardware": hardware(), "torch_version": torch.__version__,
                    "git_commit": git_commit()})
     entry_fields = {**base_entry(family, args.dataset, arch, recipe), "metrics": metrics}

@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 FORMAT_VERSION = "1"
+METADATA_KEY = "bioplausible_zoo"
 
 
 def checkpoint_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -28,11 +29,12 @@ def checkpoint_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
 
 def save_checkpoint(model: nn.Module, path: Path, *, entrypoint: str, arch: Mapping[str, Any]) -> Path:
     """Write ``model`` to ``path`` atomically. The metadata records the family and architecture so the file
-    describes itself; it holds no timestamp, so identical tensors give identical bytes."""
+    describes itself; it holds no timestamp, so identical tensors give identical bytes. It is a single
+    key holding sorted JSON because safetensors writes the metadata map in no fixed order."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    metadata = {"format": "pt", "zoo.format_version": FORMAT_VERSION, "zoo.entrypoint": entrypoint,
-                "zoo.arch": json.dumps(dict(arch), sort_keys=True)}
+    metadata = {METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, "entrypoint": entrypoint,
+                                          "arch": dict(arch)}, sort_keys=True)}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
@@ -45,10 +47,11 @@ def save_checkpoint(model: nn.Module, path: Path, *, entrypoint: str, arch: Mapp
     return path
 
 
-def read_metadata(path: Path) -> dict[str, str]:
-    """The string metadata stored in a checkpoint's header."""
+def read_metadata(path: Path) -> dict[str, Any]:
+    """What the zoo stored in a checkpoint's header: ``format_version``, ``entrypoint``, ``arch``."""
     with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
+        raw = (f.metadata() or {}).get(METADATA_KEY)
+    return json.loads(raw) if raw else {}
 
 
 def load_into(model: nn.Module, path: Path) -> nn.Module:

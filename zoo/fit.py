@@ -53,7 +53,7 @@ def fit(model: nn.Module, family: Family, images: Tensor, labels: Tensor, config
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = (len(images) + config.batch_size - 1) // config.batch_size
-    trainer = family.trainer(model, config.rule, steps_per_epoch * config.epochs)
+    trainer = family.trainer(model, config.rule, steps_per_epoch, config.epochs)
     losses: list[float] = []
     for epoch in range(config.epochs):
         model.train()

@@ -5,7 +5,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from torch import nn
+from torch import Tensor, nn
 
 from zoo.data import DATASETS
 from zoo.errors import UnknownModelError
@@ -17,7 +17,9 @@ class Family:
     """One hub entrypoint: how to build the network and how its learning rule trains it.
 
     ``build`` takes the ``arch`` record (``in_shape``, ``num_classes``, ``mean``, ``std`` and the
-    family's own keys) and returns an untrained model; ``trainer`` is the rule's training step.
+    family's own keys) and returns an untrained model; ``trainer`` is the rule's training step;
+    ``alignment`` (where the rule has weight updates to compare) measures, per layer, the angle in degrees
+    between the rule's update and the true backprop gradient on a batch.
     """
 
     name: str
@@ -27,6 +29,7 @@ class Family:
     trainer: type[Trainer]
     default_arch: Mapping[str, Any] = field(default_factory=dict)
     paper: str = ""
+    alignment: Callable[[nn.Module, Tensor, Tensor], dict[str, float]] | None = None
 
     def arch_for(self, dataset: str | None = None, *, in_shape: tuple[int, int, int] | None = None,
                  num_classes: int | None = None, **overrides: Any) -> dict[str, Any]:

@@ -12,19 +12,25 @@ from torch import Tensor, nn
 class Trainer(ABC):
     """A learning rule's training step, bound to one model.
 
-    ``config`` holds the rule's hyperparameters as written in a training recipe; ``total_steps`` lets
-    rules anneal their learning rate over the whole run.
+    ``config`` holds the rule's hyperparameters as written in a training recipe; the run's length
+    (``steps_per_epoch * epochs``) lets rules anneal their learning rate or switch phase by epoch.
     """
 
-    def __init__(self, model: nn.Module, config: Mapping[str, Any], total_steps: int) -> None:
+    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> None:
         self.model = model
         self.config = dict(config)
-        self.total_steps = max(1, total_steps)
+        self.steps_per_epoch = max(1, steps_per_epoch)
+        self.epochs = epochs
+        self.total_steps = self.steps_per_epoch * max(1, epochs)
         self.step_count = 0
 
     @abstractmethod
     def step(self, x: Tensor, y: Tensor) -> float:
         """Update the model on one batch of float images ``x`` in ``[0, 1]`` and labels ``y``; return the loss."""
+
+    def epoch(self) -> int:
+        """Index of the epoch the next step belongs to."""
+        return self.step_count // self.steps_per_epoch
 
     def progress(self) -> float:
         """Fraction of the run done, in ``[0, 1]``."""
@@ -40,8 +46,8 @@ class GradientTrainer(Trainer):
     ``schedule`` (``cosine`` | ``constant``).
     """
 
-    def __init__(self, model: nn.Module, config: Mapping[str, Any], total_steps: int) -> None:
-        super().__init__(model, config, total_steps)
+    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> None:
+        super().__init__(model, config, steps_per_epoch, epochs)
         self.base_lr = float(self.config.get("lr", 1e-3))
         params = [p for p in model.parameters() if p.requires_grad]
         name = self.config.get("optimizer", "adam")

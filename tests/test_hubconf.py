@@ -1,0 +1,53 @@
+"""hubconf.py through torch.hub itself (source="local"), as a user calls it."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from zoo.errors import UnknownModelError
+from zoo.paths import REPO_ROOT
+from zoo.registry import families
+
+REPO = str(REPO_ROOT)
+
+
+def test_entrypoints_are_exactly_the_families() -> None:
+    assert sorted(torch.hub.list(REPO, source="local")) == sorted(families())
+
+
+@pytest.mark.parametrize("name", sorted(families()))
+def test_every_entrypoint_documents_itself(name: str) -> None:
+    doc = torch.hub.help(REPO, name, source="local")
+    assert "Learning rule:" in doc and "weights:" in doc and "Returns:" in doc
+    assert families()[name].summary in doc
+
+
+def test_hub_load_with_weights_matches_zoo_load(tiny_zoo) -> None:
+    model = torch.hub.load(REPO, "bp_mlp", weights="mnist", source="local")
+    assert not model.training
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.equal(model(x), zoo.load("bp_mlp.mnist")(x))
+    default = torch.hub.load(REPO, "bp_mlp", source="local")
+    assert torch.equal(default(x), model(x))
+
+
+def test_hub_load_untrained_and_pending(tiny_zoo) -> None:
+    model = torch.hub.load(REPO, "bp_mlp", weights=None, dataset="fashion_mnist", hidden=[32, 16], source="local")
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    with pytest.raises(UnknownModelError, match="bp_mlp.cifar10|Did you mean|Known"):
+        torch.hub.load(REPO, "bp_mlp", weights="cifar10", source="local")
+
+
+def test_published_checkpoints_reproduce_their_accuracy() -> None:
+    """Every published MNIST checkpoint, loaded through torch.hub, gives its manifest top-1 on the bundled test set."""
+    from zoo.data import load_split
+    from zoo.evaluate import top1
+
+    images, labels = load_split("mnist", "test")
+    ids = zoo.list_models("*.mnist")
+    assert ids
+    for model_id in ids:
+        model = torch.hub.load(REPO, model_id.split(".")[0], weights="mnist", source="local")
+        expected = zoo.get_weights(model_id).meta["metrics"]["top1"]
+        assert abs(top1(model, images, labels) - expected) <= 0.05, model_id

@@ -1,0 +1,174 @@
+"""Resolving and loading checkpoints: checkout, cache, URL download, Hugging Face Hub, offline mode."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+import zoo
+from zoo.errors import DownloadError, HashMismatchError, OfflineError, WeightsPendingError
+from zoo.hub_layout import export_folder
+from zoo.resolve import cached_file, resolve_file
+
+
+def same_model(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    x = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    return torch.equal(a(x), b(x))
+
+
+def test_checkout_file_loads_in_eval_mode(tiny_zoo) -> None:
+    model = zoo.load(tiny_zoo.model_id)
+    assert not model.training
+    assert same_model(model, tiny_zoo.model)
+    assert zoo.list_models() == [tiny_zoo.model_id]
+    assert zoo.get_weights(tiny_zoo.model_id).meta["sha256"] == tiny_zoo.sha256
+
+
+def test_corrupted_checkout_file_names_file_and_hashes(tiny_zoo) -> None:
+    data = bytearray(tiny_zoo.checkpoint.read_bytes())
+    data[-1] ^= 0xFF
+    tiny_zoo.checkpoint.write_bytes(bytes(data))
+    with pytest.raises(HashMismatchError) as info:
+        zoo.load(tiny_zoo.model_id)
+    message = str(info.value)
+    assert str(tiny_zoo.checkpoint) in message and tiny_zoo.sha256 in message and info.value.actual in message
+
+
+def move_to_server(tiny_zoo, file_server):
+    """Take the checkpoint out of the checkout and serve it over HTTP instead."""
+    data = tiny_zoo.checkpoint.read_bytes()
+    tiny_zoo.checkpoint.unlink()
+    server = file_server({tiny_zoo.checkpoint.name: data})
+    return server, data
+
+
+def test_url_download_goes_to_torch_hub_cache_once(tiny_zoo, file_server, monkeypatch) -> None:
+    server, data = move_to_server(tiny_zoo, file_server)
+    monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url)
+    model = zoo.load(tiny_zoo.model_id)
+    assert same_model(model, tiny_zoo.model)
+    entry = zoo.get_weights(tiny_zoo.model_id).entry
+    assert cached_file(entry).read_bytes() == data
+    assert str(cached_file(entry)).startswith(str(Path(torch.hub.get_dir())))
+    hits = len(server.requests)
+    zoo.load(tiny_zoo.model_id)
+    assert len(server.requests) == hits, "a cached, verified file must not be downloaded again"
+
+
+def test_corrupted_cache_is_detected_every_time(tiny_zoo, file_server, monkeypatch) -> None:
+    server, _ = move_to_server(tiny_zoo, file_server)
+    monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url)
+    path = resolve_file(zoo.get_weights(tiny_zoo.model_id).entry)
+    path.write_bytes(path.read_bytes()[:-1] + b"\0")
+    with pytest.raises(HashMismatchError, match=str(path)):
+        zoo.load(tiny_zoo.model_id)
+
+
+def test_wrong_bytes_from_server_leave_nothing_in_cache(tiny_zoo, file_server, monkeypatch) -> None:
+    server, data = move_to_server(tiny_zoo, file_server)
+    server.set_file(tiny_zoo.checkpoint.name, data[:-1] + b"\0")
+    monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url)
+    with pytest.raises(HashMismatchError):
+        zoo.load(tiny_zoo.model_id, source="url")
+    cache = cached_file(zoo.get_weights(tiny_zoo.model_id).entry).parent
+    left = [p.name for p in cache.iterdir()] if cache.exists() else []
+    assert [name for name in left if not name.endswith(".lock")] == [], left
+
+
+def hub_repo(tiny_zoo, tmp_path) -> dict[str, dict[str, bytes]]:
+    folder = export_folder(tiny_zoo.model_id, tmp_path / "export")
+    repo_id = zoo.get_weights(tiny_zoo.model_id).entry.hf["repo_id"]
+    return {repo_id: {p.name: p.read_bytes() for p in folder.iterdir()}}
+
+
+def test_export_hf_folder_layout(tiny_zoo, tmp_path) -> None:
+    folder = export_folder(tiny_zoo.model_id, tmp_path / "export")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.safetensors"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["entrypoint"] == "bp_mlp" and config["sha256"] == tiny_zoo.sha256
+    card = (folder / "README.md").read_text()
+    front = card.split("---")[1]
+    for key in ("library_name: bioplausible-zoo", "license: mit", "datasets:", "tags:", "- backprop",
+                "model-index:", "type: accuracy"):
+        assert key in front, key
+    assert "## Recipe" in card and "python -m training.train bp_mlp" in card
+
+
+def test_load_from_hub_reads_the_exported_layout(tiny_zoo, hub_server, tmp_path, monkeypatch) -> None:
+    server = hub_server(hub_repo(tiny_zoo, tmp_path))
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    model = zoo.load(tiny_zoo.model_id, source="hf")
+    assert same_model(model, tiny_zoo.model) and not model.training
+    assert any("config.json" in r for r in server.requests)
+    repo_id = next(iter(hub_repo(tiny_zoo, tmp_path)))
+    assert same_model(zoo.from_hub(repo_id), tiny_zoo.model)
+
+
+def test_auto_falls_back_from_broken_url_to_hub(tiny_zoo, file_server, hub_server, tmp_path, monkeypatch) -> None:
+    repos = hub_repo(tiny_zoo, tmp_path)
+    server, _ = move_to_server(tiny_zoo, file_server)
+    server.set_fault(tiny_zoo.checkpoint.name, "500")
+    hub = hub_server(repos)
+    monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url)
+    monkeypatch.setenv("HF_ENDPOINT", hub.endpoint)
+    assert same_model(zoo.load(tiny_zoo.model_id), tiny_zoo.model)
+    assert server.requests and hub.requests
+
+
+def test_hub_file_that_differs_from_manifest_is_refused(tiny_zoo, hub_server, tmp_path, monkeypatch) -> None:
+    repos = hub_repo(tiny_zoo, tmp_path)
+    repo_id = next(iter(repos))
+    data = repos[repo_id]["model.safetensors"]
+    repos[repo_id]["model.safetensors"] = data[:-1] + b"\0"
+    monkeypatch.setenv("HF_ENDPOINT", hub_server(repos).endpoint)
+    with pytest.raises(HashMismatchError):
+        zoo.load(tiny_zoo.model_id, source="hf")
+
+
+def test_offline_uses_cache_without_requests(tiny_zoo, file_server, monkeypatch) -> None:
+    server, _ = move_to_server(tiny_zoo, file_server)
+    monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url)
+    zoo.load(tiny_zoo.model_id)
+    hits = len(server.requests)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert same_model(zoo.load(tiny_zoo.model_id), tiny_zoo.model)
+    assert len(server.requests) == hits
+
+
+def test_offline_without_cache_fails_fast_and_says_what_to_download(tiny_zoo, file_server, monkeypatch) -> None:
+    server, _ = move_to_server(tiny_zoo, file_server)
+    monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OfflineError, match=f"python -m zoo download {tiny_zoo.model_id}"):
+        zoo.load(tiny_zoo.model_id)
+    assert server.requests == []
+
+
+def test_no_network_at_all_gives_one_clear_error(tiny_zoo, file_server, monkeypatch) -> None:
+    server, _ = move_to_server(tiny_zoo, file_server)
+    server.close()
+    monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url)
+    monkeypatch.setenv("HF_ENDPOINT", server.base_url)
+    with pytest.raises(DownloadError, match="python -m zoo download"):
+        zoo.load(tiny_zoo.model_id)
+
+
+def test_pending_entry_explains_itself(tiny_zoo) -> None:
+    from training.train import main
+
+    assert main(["bp_mlp", "--dataset", "cifar10", "--pending", "No CIFAR-10 data on the build machines.",
+                 "--manifest", str(tiny_zoo.manifest)]) == 0
+    with pytest.raises(WeightsPendingError, match="No CIFAR-10 data.*python -m training.train bp_mlp --dataset cifar10"):
+        zoo.load("bp_mlp.cifar10")
+    assert "bp_mlp.cifar10" not in zoo.list_models()
+    assert "bp_mlp.cifar10" in zoo.list_models(include_pending=True)
+
+
+def test_copy_of_checkout_keeps_working(tiny_zoo, tmp_path, monkeypatch) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_zoo.root, copy)
+    monkeypatch.setenv("ZOO_MANIFEST", str(copy / "weights_manifest.json"))
+    assert same_model(zoo.load(tiny_zoo.model_id), tiny_zoo.model)

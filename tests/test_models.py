@@ -1,0 +1,92 @@
+"""Model contract: input checks, transforms, checkpoints, registry and id errors."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import zoo
+from zoo.checkpoint import load_into, read_metadata, save_checkpoint
+from zoo.errors import UnknownModelError
+from zoo.registry import get_family
+from zoo.transforms import ToFloatImages
+
+
+def small_mlp(**arch: object) -> torch.nn.Module:
+    family = get_family("bp_mlp")
+    return family.build_model(family.arch_for("mnist", hidden=[16, 8], **arch))
+
+
+@pytest.mark.parametrize("bad", [torch.zeros(2, 28, 28), torch.zeros(2, 3, 28, 28), torch.zeros(2, 1, 32, 32),
+                                 torch.zeros(2, 1, 28, 28, dtype=torch.uint8)])
+def test_wrong_input_names_expected_shape(bad: torch.Tensor) -> None:
+    with pytest.raises(ValueError, match=r"\[N, 1, 28, 28\]"):
+        small_mlp().eval()(bad)
+
+
+def test_model_normalises_inside() -> None:
+    model = small_mlp().eval()
+    x = torch.rand(3, 1, 28, 28)
+    expected = model.head(torch.relu(model.hidden[1](torch.relu(model.hidden[0](((x - 0.1307) / 0.3081).flatten(1))))))
+    torch.testing.assert_close(model(x), expected)
+
+
+def test_transforms_accept_common_layouts() -> None:
+    to_float = ToFloatImages((1, 28, 28))
+    images = torch.randint(0, 256, (4, 28, 28), dtype=torch.uint8)
+    out = to_float(images)
+    assert out.shape == (4, 1, 28, 28) and out.dtype == torch.float32
+    torch.testing.assert_close(out[:, 0], images.float() / 255)
+    torch.testing.assert_close(to_float(images.numpy()), out)
+    torch.testing.assert_close(to_float(images[0]), out[:1])
+    rgb = ToFloatImages((3, 32, 32))
+    hwc = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3), dtype=np.uint8)
+    chw = rgb(hwc)
+    assert chw.shape == (2, 3, 32, 32)
+    assert chw[1, 2, 5, 7] == pytest.approx(hwc[1, 5, 7, 2] / 255)
+    with pytest.raises(ValueError, match=r"\[N, 1, 28, 28\]"):
+        to_float(torch.zeros(2, 27, 27, dtype=torch.uint8))
+
+
+def test_checkpoint_bytes_are_reproducible(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = small_mlp()
+    arch = {"hidden": [16, 8]}
+    a = save_checkpoint(model, tmp_path / "a.safetensors", entrypoint="bp_mlp", arch=arch)
+    b = save_checkpoint(model, tmp_path / "b.safetensors", entrypoint="bp_mlp", arch=arch)
+    assert a.read_bytes() == b.read_bytes()
+    assert read_metadata(a) == {"format_version": "1", "entrypoint": "bp_mlp", "arch": arch}
+    assert not list(tmp_path.glob("*.tmp"))
+    clone = load_into(small_mlp(), a)
+    for (name, x), (_, y) in zip(model.state_dict().items(), clone.state_dict().items()):
+        assert torch.equal(x, y), name
+
+
+def test_checkpoint_that_does_not_fit_is_explained(tmp_path: Path) -> None:
+    path = save_checkpoint(small_mlp(), tmp_path / "a.safetensors", entrypoint="bp_mlp", arch={})
+    family = get_family("bp_mlp")
+    other = family.build_model(family.arch_for("mnist", hidden=[16, 4]))
+    with pytest.raises(ValueError, match="wrong shapes"):
+        load_into(other, path)
+
+
+def test_unknown_ids_suggest_close_matches(tiny_zoo) -> None:
+    with pytest.raises(UnknownModelError, match="bp_mlp.mnist"):
+        zoo.load("bp_mlp.mnits")
+    with pytest.raises(UnknownModelError, match="bp_mlp"):
+        get_family("bp_mpl")
+    with pytest.raises(ValueError, match="accepted"):
+        get_family("bp_mlp").arch_for("mnist", widht=3)
+
+
+def test_untrained_model_shapes() -> None:
+    model = zoo.create_model("bp_mlp", weights=None, dataset="cifar10")
+    assert model(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+    model = zoo.create_model("bp_mlp", weights=None, in_shape=(1, 8, 8), num_classes=3)
+    assert model(torch.rand(5, 1, 8, 8)).shape == (5, 3)
+    with pytest.raises(ValueError, match="dataset="):
+        zoo.create_model("bp_mlp", weights=None)
+    with pytest.raises(ValueError, match="weights=None"):
+        zoo.create_model("bp_mlp", weights="mnist", dataset="mnist")

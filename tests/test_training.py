@@ -1,0 +1,65 @@
+"""The training script end to end on a slice of real data: train, record, fine-tune, verify."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import zoo
+from training.train import main
+from zoo.data import load_split
+from zoo.evaluate import top1
+from zoo.fit import random_shift
+from zoo.manifest import read_manifest
+from zoo.verify import verify_entry
+
+
+def test_one_epoch_smoke_run_then_fine_tune(tmp_path, monkeypatch, data_root) -> None:
+    manifest = tmp_path / "weights_manifest.json"
+    monkeypatch.setenv("ZOO_MANIFEST", str(manifest))
+    assert main(["bp_mlp", "--dataset", "mnist", "--epochs", "1", "--limit", "2000", "--data-root", str(data_root),
+                 "--manifest", str(manifest), "--no-progress"]) == 0
+    entry = read_manifest(manifest).entries["bp_mlp.mnist"]
+    assert entry.published and (tmp_path / entry.file).is_file()
+    assert entry.metrics["n_eval"] == 10000 and entry.metrics["top1"] > 80.0
+    assert entry.recipe["command"] == "python -m training.train bp_mlp --dataset mnist --epochs 1 --limit 2000"
+    assert set(entry.metrics["top1_fgsm"]) == {"0.05", "0.1"}
+    assert all(check.ok for check in verify_entry(entry, data_root)), "verify must agree with what training wrote"
+
+    fashion_x, fashion_y = load_split("fashion_mnist", "test", data_root, limit=2000)
+    start = top1(zoo.load("bp_mlp.mnist"), fashion_x, fashion_y)
+    assert main(["bp_mlp", "--dataset", "fashion_mnist", "--epochs", "1", "--limit", "2000", "--init",
+                 "bp_mlp.mnist", "--data-root", str(data_root), "--manifest", str(manifest), "--no-progress"]) == 0
+    tuned = read_manifest(manifest).entries["bp_mlp.fashion_mnist"]
+    assert tuned.recipe["config"]["init"] == "bp_mlp.mnist"
+    assert top1(zoo.load("bp_mlp.fashion_mnist"), fashion_x, fashion_y) > start + 10
+
+
+def test_retraining_replaces_the_old_file(tmp_path, data_root) -> None:
+    manifest = tmp_path / "weights_manifest.json"
+    args = ["bp_mlp", "--dataset", "mnist", "--epochs", "1", "--limit", "500", "--data-root", str(data_root),
+            "--manifest", str(manifest), "--no-progress"]
+    main([*args, "--seed", "1"])
+    main([*args, "--seed", "2"])
+    files = sorted(p.name for p in (tmp_path / "weights").iterdir())
+    assert files == [read_manifest(manifest).entries["bp_mlp.mnist"].filename]
+
+
+def test_verify_catches_a_wrong_accuracy(tiny_zoo, tmp_path) -> None:
+    import json
+
+    raw = json.loads(tiny_zoo.manifest.read_text())
+    raw["weights"][0]["metrics"]["top1"] = round(raw["weights"][0]["metrics"]["top1"] + 1.0, 4)
+    tiny_zoo.manifest.write_text(json.dumps(raw))
+    from zoo.manifest import read_manifest as read
+
+    checks = verify_entry(read(tiny_zoo.manifest).entries[tiny_zoo.model_id])
+    assert [c.name for c in checks if not c.ok] == ["top1"]
+
+
+def test_random_shift_moves_whole_images() -> None:
+    x = torch.zeros(2, 1, 6, 6)
+    x[:, 0, 2, 3] = 1.0
+    shifted = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert shifted.shape == x.shape
+    assert torch.equal(shifted.sum((1, 2, 3)), torch.ones(2))
+
