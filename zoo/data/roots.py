@@ -1,0 +1,31 @@
+"""Where datasets live on disk."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+ROOT_ENV = "ZOO_DATA_ROOT"
+
+
+def default_data_root() -> Path:
+    """The data root: ``$ZOO_DATA_ROOT`` if set, else ``$XDG_CACHE_HOME/bioplausible-zoo/datasets``
+    (``~/.cache/bioplausible-zoo/datasets`` when ``XDG_CACHE_HOME`` is unset, empty or relative).
+
+    Under the root, datasets use torchvision's layout (``MNIST/raw/``, ``FashionMNIST/raw/``,
+    ``cifar-10-batches-py/``), so a folder shared with torchvision works as is.
+    """
+    env = os.environ.get(ROOT_ENV, "").strip()
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    cache = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return cache / "bioplausible-zoo" / "datasets"
+
+
+def resolve_root(root: str | Path | None) -> Path:
+    """``root`` as a :class:`Path` (``~`` expanded), or :func:`default_data_root` when ``None``."""
+    if root is None:
+        return default_data_root()
+    if not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a str, a Path or None, not {type(root).__name__}")
+    return Path(root).expanduser()
