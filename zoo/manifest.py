@@ -25,6 +25,7 @@ FGSM_EPSILONS = ("0.05", "0.1")
 
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_SCALAR_LIST = re.compile(r"\[([^\[\]{}]*)\]")  # JSON lists of scalars, written on one line
 _COMMON_FIELDS = ("id", "entrypoint", "dataset", "learning_rule", "status", "arch", "input", "recipe", "hf", "license")
 _PUBLISHED_FIELDS = ("file", "sha256", "size_bytes", "num_params", "metrics", "url")
 _PUBLISHED_RECIPE_FIELDS = ("command", "config", "seed", "epochs", "wall_time_s", "hardware", "torch_version", "git_commit")
@@ -199,7 +200,8 @@ def read_manifest(path: Path) -> Manifest:
 def write_manifest(manifest: Manifest, path: Path) -> None:
     """Write the manifest atomically (temporary file, then rename), with stable formatting."""
     path = Path(path)
-    text = json.dumps(manifest.to_dict(), indent=2, sort_keys=False) + "\n"
+    text = _SCALAR_LIST.sub(lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)).strip() + "]",
+                            json.dumps(manifest.to_dict(), indent=2)) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     with os.fdopen(fd, "w") as f:
         f.write(text)
