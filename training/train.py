@@ -141,6 +141,7 @@ def train(args: argparse.Namespace) -> Entry:
         update_manifest(manifest_file, entry)
         return entry
 
+    commit = git_commit()  # the code as it is when the run starts
     model = initial_model(family, arch, config["init"])
     train_x, train_y = load_split(args.dataset, "train", args.data_root, limit=args.limit)
     test_x, test_y = load_split(args.dataset, "test", args.data_root)
@@ -159,7 +160,7 @@ def train(args: argparse.Namespace) -> Entry:
         batch = test_x[:ALIGNMENT_BATCH].to(torch.float32).div_(255.0)
         metrics["alignment_deg"] = family.alignment(model, batch, test_y[:ALIGNMENT_BATCH])
     recipe.update({"wall_time_s": round(wall, 1), "hardware": hardware(), "torch_version": torch.__version__,
-                   "git_commit": git_commit()})
+                   "git_commit": commit})
     entry_fields = {**base_entry(family, args.dataset, arch, recipe), "metrics": metrics}
     entry = publish(manifest_file, entry_fields, model, family, arch)
     print(f"{entry.id}: top-1 {metrics['top1']:.2f}% -> {entry.file} ({wall:.0f} s)", flush=True)
