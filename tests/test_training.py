@@ -20,7 +20,7 @@ def test_one_epoch_smoke_run_then_fine_tune(tmp_path, monkeypatch, data_root) ->
                  "--manifest", str(manifest), "--no-progress"]) == 0
     entry = read_manifest(manifest).entries["bp_mlp.mnist"]
     assert entry.published and (tmp_path / entry.file).is_file()
-    assert entry.metrics["n_eval"] == 10000 and entry.metrics["top1"] > 80.0
+    assert entry.metrics["n_eval"] == 10000 and entry.metrics["top1"] > 60.0  # chance is 10%
     assert entry.recipe["command"] == "python -m training.train bp_mlp --dataset mnist --epochs 1 --limit 2000"
     assert set(entry.metrics["top1_fgsm"]) == {"0.05", "0.1"}
     assert all(check.ok for check in verify_entry(entry, data_root)), "verify must agree with what training wrote"
