@@ -34,14 +34,18 @@ def test_one_epoch_smoke_run_then_fine_tune(tmp_path, monkeypatch, data_root) ->
     assert top1(zoo.load("bp_mlp.fashion_mnist"), fashion_x, fashion_y) > start + 10
 
 
-def test_retraining_replaces_the_old_file(tmp_path, data_root) -> None:
-    manifest = tmp_path / "weights_manifest.json"
-    args = ["bp_mlp", "--dataset", "mnist", "--epochs", "1", "--limit", "500", "--data-root", str(data_root),
-            "--manifest", str(manifest), "--no-progress"]
-    main([*args, "--seed", "1"])
-    main([*args, "--seed", "2"])
-    files = sorted(p.name for p in (tmp_path / "weights").iterdir())
-    assert files == [read_manifest(manifest).entries["bp_mlp.mnist"].filename]
+def test_republishing_replaces_the_old_file(tiny_zoo, _tiny_model) -> None:
+    from training.train import publish
+    from zoo.registry import get_family
+
+    model, arch, _ = _tiny_model
+    retrained = get_family("bp_mlp").build_model(arch)
+    retrained.load_state_dict({k: v + 0.01 for k, v in model.state_dict().items()})
+    fields = read_manifest(tiny_zoo.manifest).entries[tiny_zoo.model_id].to_dict()
+    new = publish(tiny_zoo.manifest, fields, retrained, get_family("bp_mlp"), arch)
+    assert new.sha256 != tiny_zoo.sha256
+    files = sorted(p.name for p in (tiny_zoo.root / "weights").iterdir())
+    assert files == [new.filename], "the replaced checkpoint must be deleted, the new one kept"
 
 
 def test_verify_catches_a_wrong_accuracy(tiny_zoo, tmp_path) -> None:
