@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from filelock import FileLock
 
 from training.provenance import git_commit, hardware
 from training.recipes import load_recipe
@@ -120,9 +121,10 @@ def publish(manifest_file: Path, entry_fields: dict[str, Any], model: torch.nn.M
 
 def update_manifest(manifest_file: Path, entry: Entry) -> None:
     """Add or replace ``entry``; delete the file of the entry it replaces if no longer referenced."""
-    current = read_manifest(manifest_file) if manifest_file.is_file() else Manifest({})
-    old = current.entries.get(entry.id)
-    write_manifest(current.with_entry(entry), manifest_file)
+    with FileLock(str(manifest_file) + ".lock"):  # parallel training runs each add their entry
+        current = read_manifest(manifest_file) if manifest_file.is_file() else Manifest({})
+        old = current.entries.get(entry.id)
+        write_manifest(current.with_entry(entry), manifest_file)
     if old is not None and old.file and old.file != entry.file:
         (manifest_file.parent / old.file).unlink(missing_ok=True)
 

@@ -5,6 +5,8 @@ from typing import Sequence
 
 from torch import nn
 
+from zoo.alignment import gradient_alignment
+from zoo.archs.lenet import LeNet
 from zoo.archs.mlp import MLP
 from zoo.registry import Family, register
 from zoo.trainer import GradientTrainer
@@ -24,4 +26,23 @@ BP_MLP = register(Family(
     trainer=GradientTrainer,
     default_arch={"hidden": [800, 800], "dropout": 0.2},
     paper="Rumelhart, Hinton & Williams, Learning representations by back-propagating errors (Nature 1986)",
+    alignment=gradient_alignment,
+))
+
+
+def build_bp_lenet(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
+                   dropout: float) -> nn.Module:
+    """LeNet with ordinary ``nn.Conv2d`` and ``nn.Linear`` layers."""
+    return LeNet(in_shape, num_classes, mean, std, dropout=dropout)
+
+
+BP_LENET = register(Family(
+    name="bp_lenet",
+    learning_rule="backprop",
+    summary="LeNet-5-size conv net (20-50 conv maps, 500 hidden units) trained with backpropagation.",
+    build=build_bp_lenet,
+    trainer=GradientTrainer,
+    default_arch={"dropout": 0.0},
+    paper="LeCun, Bottou, Bengio & Haffner, Gradient-based learning applied to document recognition (Proc. IEEE 1998)",
+    alignment=gradient_alignment,
 ))

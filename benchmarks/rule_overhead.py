@@ -1,0 +1,92 @@
+"""Training throughput of each learning rule relative to backprop on the same architecture, in the same run.
+
+    python benchmarks/rule_overhead.py                      # 20 timed batches of 100, median of 3 repeats
+    python benchmarks/rule_overhead.py --batches 50 --repeats 5 --arch lenet --threads 2
+
+Every family of an architecture trains on the same batches (random images: throughput does not depend on the
+pixels) with its own trainer and default recipe settings; the families take turns within each repeat, so a change
+of machine load during the run hits them alike. After ``--warmup`` untimed steps, one repeat times ``--batches``
+consecutive ``trainer.step`` calls. The table gives the median images/s, the time per step relative to backprop
+(``time x``: 1.00 = as fast as backprop, 1.30 = 30% slower; ``cpu x``: the same ratio in process CPU time, which
+a busy machine disturbs less than wall time) and the implied seconds per epoch of the 60,000 MNIST training images.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from zoo.registry import get_family  # noqa: E402
+
+ARCHS = {
+    "mlp": ["bp_mlp", "fa_mlp", "usf_mlp", "dfa_mlp", "drtp_mlp", "dtp_mlp"],
+    "lenet": ["bp_lenet", "fa_lenet", "usf_lenet", "brsf_lenet", "frsf_lenet", "dfa_lenet"],
+}
+EPOCH_IMAGES = 60_000
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", choices=[*ARCHS, "all"], default="all")
+    parser.add_argument("--dataset", default="mnist", help="sets the input shape and class count (default mnist)")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--batches", type=int, default=20, help="timed steps per repeat")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per family before the first repeat")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--seed", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; batch {args.batch_size}, "
+          f"{args.batches} timed steps x {args.repeats} repeats (median), {args.warmup} warm-up steps")
+    for arch, names in ARCHS.items():
+        if args.arch not in ("all", arch):
+            continue
+        families = [get_family(n) for n in names]
+        first = families[0].arch_for(args.dataset)
+        shape = (args.batch_size, *first["in_shape"])
+        batches = [(torch.rand(shape), torch.randint(0, first["num_classes"], (args.batch_size,)))
+                   for _ in range(args.batches)]
+        trainers = {}
+        for family in families:
+            model = family.build_model(family.arch_for(args.dataset)).train()
+            trainers[family.name] = family.trainer(model, {"schedule": "constant"}, 10_000, 1)
+            for x, y in batches[:args.warmup]:
+                trainers[family.name].step(x, y)
+        wall: dict[str, list[float]] = {n: [] for n in names}
+        cpu: dict[str, list[float]] = {n: [] for n in names}
+        for _ in range(args.repeats):
+            for name in names:
+                trainer = trainers[name]
+                start, start_cpu = time.perf_counter(), time.process_time()
+                for x, y in batches:
+                    trainer.step(x, y)
+                wall[name].append((time.perf_counter() - start) / len(batches))
+                cpu[name].append((time.process_time() - start_cpu) / len(batches))
+        base, base_cpu = statistics.median(wall[names[0]]), statistics.median(cpu[names[0]])
+        print(f"\n{arch} ({args.dataset}, arch defaults)")
+        print(f"{'family':<12} {'ms/step':>8} {'images/s':>9} {'time x':>7} {'cpu x':>6} {'s/epoch':>8}  "
+              f"repeats (wall ms/step)")
+        for name in names:
+            step, step_cpu = statistics.median(wall[name]), statistics.median(cpu[name])
+            runs = " ".join(f"{1000 * t:.0f}" for t in wall[name])
+            print(f"{name:<12} {1000 * step:>8.1f} {args.batch_size / step:>9.0f} {step / base:>7.2f} "
+                  f"{step_cpu / base_cpu:>6.2f} {EPOCH_IMAGES / args.batch_size * step:>8.1f}  {runs}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

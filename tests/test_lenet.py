@@ -1,0 +1,38 @@
+"""The LeNet architecture shared by the conv rule families."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from zoo.archs.image_input import ImageInput
+from zoo.archs.lenet import LeNet, lenet_shapes
+
+
+@pytest.mark.parametrize("in_shape,flat", [((1, 28, 28), 800), ((3, 32, 32), 1250)])
+def test_lenet_shapes_follow_the_input(in_shape: tuple[int, int, int], flat: int) -> None:
+    model = LeNet(in_shape, 10, [0.5] * in_shape[0], [0.5] * in_shape[0])
+    assert isinstance(next(iter(model.children())), ImageInput)
+    assert [type(m) for m in (model.conv1, model.conv2, model.fc, model.head)] == [nn.Conv2d, nn.Conv2d, nn.Linear,
+                                                                                    nn.Linear]
+    assert (model.conv1.out_channels, model.conv2.out_channels) == (20, 50)
+    assert model.conv1.kernel_size == model.conv2.kernel_size == (5, 5)
+    assert model.fc.in_features == flat and model.fc.out_features == 500 and model.head.out_features == 10
+    x = torch.rand(2, *in_shape)
+    assert model.features(x).shape == (2, 500)
+    assert model(x).shape == (2, 10)
+    assert torch.equal(model(x), model.head(model.features(x)))
+
+
+def test_layer_factories_get_each_layer_input_shape() -> None:
+    seen = []
+
+    def conv(in_channels: int, out_channels: int, kernel_size: int, *, in_shape: tuple[int, int, int]) -> nn.Module:
+        seen.append((in_channels, out_channels, kernel_size, in_shape))
+        return nn.Conv2d(in_channels, out_channels, kernel_size)
+
+    LeNet((3, 32, 32), 7, [0.5] * 3, [0.5] * 3, conv=conv)
+    assert seen == [(3, 20, 5, (3, 32, 32)), (20, 50, 5, (20, 14, 14))]
+    assert lenet_shapes((1, 28, 28)) == {"conv1": (1, 28, 28), "conv2": (20, 12, 12), "fc": (800,), "head": (500,)}
+    with pytest.raises(ValueError, match="too small"):
+        lenet_shapes((1, 12, 12))

@@ -1,0 +1,314 @@
+"""Direct feedback alignment (DFA) and direct random target projection (DRTP): every hidden layer receives the
+output error (DFA) or the one-hot target (DRTP) through its own fixed random matrix, not backpropagated signals.
+
+The rule lives in the layers. A :class:`DirectFeedbackLinear` / :class:`DirectFeedbackConv2d` computes the plain
+``nn.Linear`` / ``nn.Conv2d`` forward. Its backward pass computes the weight and bias gradients as usual from the
+error ``dy`` its output receives, but the gradient it sends to its *input* activation ``h`` is a direct projection,
+whatever the layers above it did:
+
+* DFA (Noekland 2016):   ``dL/dh ~ e B``            with ``e = dL/dlogits`` (the output error of this batch),
+* DRTP (Frenkel 2021):   ``dL/dh ~ -(t / N) B``     with ``t`` the one-hot target and ``N`` the batch size
+  (scaled like ``e``, which carries the ``1/N`` of the batch-mean loss).
+
+``B`` is the fixed persistent buffer ``feedback`` of shape ``[num_classes, prod(input shape)]`` (saved in the
+checkpoint, restored on load). Autograd then carries ``e B`` through the activation (and pooling) between ``h``
+and the layer below, so a hidden layer ``l`` is trained with ``delta_l = (e B_l) * f'(a_l)``: the DFA update. The
+projection onto the network's input (the first layer's ``B``) is never used, since images need no gradient.
+
+The layers of one network share an :class:`ErrorSignal`. The network's output layer is the last of its layers in
+the forward pass; its backward runs first and records ``e`` (its own ``dy``) for the layers below. The output
+layer is trained with its true error; its input gradient is ``e B`` (DFA) or ``-(t/N) B`` (DRTP) like every layer.
+DFA therefore trains with the plain :class:`~zoo.trainer.GradientTrainer`; DRTP's :class:`DRTPTrainer` only sets the
+target before the forward pass. Inference is a plain forward pass; as for feedback alignment the rule is active
+in training mode only (:func:`zoo.alignment.rule_active`), so an eval-mode model has true input gradients.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping, Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from zoo.alignment import compare, gradient_alignment, gradient_rule_update, rule_active
+from zoo.archs.lenet import LeNet
+from zoo.archs.mlp import MLP
+from zoo.registry import Family, register
+from zoo.trainer import GradientTrainer
+
+MODES = ("dfa", "drtp")
+
+
+class ErrorSignal:
+    """What the direct-feedback layers of one network share during a training step (not saved: it is transient).
+
+    ``output_layer`` is the last layer run in the forward pass; ``error`` is ``dL/dlogits`` recorded by the output
+    layer's backward (DFA); ``target`` is the one-hot target of the batch, set by the trainer (DRTP).
+    """
+
+    def __init__(self) -> None:
+        self.output_layer: nn.Module | None = None
+        self.error: Tensor | None = None
+        self.target: Tensor | None = None
+
+    def __repr__(self) -> str:
+        return "ErrorSignal()"
+
+
+class _DirectFeedbackMixin:
+    """Feedback buffer and the input-gradient projection shared by the linear and the conv layer."""
+
+    weight: nn.Parameter
+
+    def _init_direct(self, in_numel: int, num_classes: int, signal: ErrorSignal, mode: str) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unknown direct feedback mode {mode!r}; accepted: {MODES}")
+        self.mode = mode
+        self.num_classes = int(num_classes)
+        self.signal = signal
+        bound = 1.0 / math.sqrt(self.num_classes)
+        module: Any = self
+        module.register_buffer("feedback", torch.empty(self.num_classes, in_numel).uniform_(-bound, bound))
+
+    def _mark_forward(self) -> None:
+        self.signal.output_layer = self  # type: ignore[assignment]
+        self.signal.error = None
+
+    def _record_error(self, grad_out: Tensor) -> None:
+        if self.signal.output_layer is self:
+            error = grad_out.reshape(grad_out.shape[0], -1)
+            if error.shape[1] != self.num_classes:
+                raise RuntimeError(f"the network's output layer has {error.shape[1]} outputs, but its direct "
+                                   f"feedback is built for {self.num_classes} classes")
+            self.signal.error = error
+
+    def _input_gradient(self, input_shape: torch.Size, dtype: torch.dtype) -> Tensor:
+        feedback: Tensor = self.feedback  # type: ignore[attr-defined]
+        if self.mode == "dfa":
+            source = self.signal.error
+            if source is None:
+                raise RuntimeError("direct feedback alignment: no output error recorded in this backward pass; "
+                                   "backpropagate a loss of the network's output (logits)")
+        else:
+            target = self.signal.target
+            if target is None:
+                raise RuntimeError("DRTP: no target set; call set_target(model, labels) before the forward pass "
+                                   "(DRTPTrainer does)")
+            source = -target / target.shape[0]
+        return source.to(dtype).mm(feedback.to(dtype)).reshape(input_shape)
+
+
+class _LinearDirectFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, layer: "DirectFeedbackLinear") -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.layer = layer
+        ctx.has_bias = bias is not None
+        return F.linear(x, weight, bias)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        (x,) = ctx.saved_tensors
+        layer: DirectFeedbackLinear = ctx.layer
+        layer._record_error(grad_out)
+        grad_x = grad_w = grad_b = None
+        if ctx.needs_input_grad[0]:
+            grad_x = layer._input_gradient(x.shape, grad_out.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_w = grad_out.t().mm(x)
+        if ctx.has_bias and ctx.needs_input_grad[2]:
+            grad_b = grad_out.sum(0)
+        return grad_x, grad_w, grad_b, None
+
+
+class DirectFeedbackLinear(_DirectFeedbackMixin, nn.Linear):
+    """An ``nn.Linear`` on ``[N, in_features]`` inputs whose input gradient is ``e B`` (DFA) or ``-(t/N) B``
+    (DRTP); ``B`` is the buffer ``feedback`` ``[num_classes, in_features]``. Forward is ``nn.Linear``'s."""
+
+    def __init__(self, in_features: int, out_features: int, num_classes: int, signal: ErrorSignal,
+                 mode: str = "dfa", bias: bool = True) -> None:
+        super().__init__(in_features, out_features, bias=bias)
+        self._init_direct(in_features, num_classes, signal, mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not rule_active(self):
+            return F.linear(x, self.weight, self.bias)
+        if x.dim() != 2:
+            raise ValueError(f"DirectFeedbackLinear takes [N, in_features] inputs, got shape {list(x.shape)}")
+        self._mark_forward()
+        return _LinearDirectFn.apply(x, self.weight, self.bias, self)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mode={self.mode}, num_classes={self.num_classes}"
+
+
+class _ConvDirectFn(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, layer: "DirectFeedbackConv2d") -> Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.layer = layer
+        ctx.has_bias = bias is not None
+        return F.conv2d(x, weight, bias, layer.stride, layer.padding, layer.dilation, layer.groups)
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        layer: DirectFeedbackConv2d = ctx.layer
+        layer._record_error(grad_out)
+        grad_x = grad_w = grad_b = None
+        want_b = ctx.has_bias and ctx.needs_input_grad[2]
+        if ctx.needs_input_grad[1] or want_b:
+            _, grad_w, grad_b = torch.ops.aten.convolution_backward(
+                grad_out.contiguous(), x, weight, [layer.out_channels] if ctx.has_bias else None,
+                list(layer.stride), list(layer.padding), list(layer.dilation), False, [0, 0], layer.groups,
+                [False, ctx.needs_input_grad[1], want_b])
+        if ctx.needs_input_grad[0]:
+            grad_x = layer._input_gradient(x.shape, grad_out.dtype)
+        return grad_x, grad_w if ctx.needs_input_grad[1] else None, grad_b if want_b else None, None
+
+
+class DirectFeedbackConv2d(_DirectFeedbackMixin, nn.Conv2d):
+    """An ``nn.Conv2d`` on inputs of shape ``in_shape`` ``(C, H, W)`` whose input gradient is ``e B`` (DFA) or
+    ``-(t/N) B`` (DRTP); ``B`` is the buffer ``feedback`` ``[num_classes, C*H*W]``. Forward is ``nn.Conv2d``'s."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], *,
+                 in_shape: Sequence[int], num_classes: int, signal: ErrorSignal, mode: str = "dfa",
+                 stride: int = 1, padding: int = 0, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
+        self.in_shape = tuple(int(d) for d in in_shape)
+        if len(self.in_shape) != 3 or self.in_shape[0] != in_channels:
+            raise ValueError(f"in_shape must be (C, H, W) with C = in_channels = {in_channels}, got {in_shape}")
+        self._init_direct(math.prod(self.in_shape), num_classes, signal, mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not rule_active(self):
+            return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+        if tuple(x.shape[1:]) != self.in_shape:
+            raise ValueError(f"DirectFeedbackConv2d was built for inputs {list(self.in_shape)}, got {list(x.shape)}")
+        self._mark_forward()
+        return _ConvDirectFn.apply(x, self.weight, self.bias, self)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, in_shape={self.in_shape}, mode={self.mode}, num_classes={self.num_classes}"
+
+
+def direct_feedback_layers(model: nn.Module) -> list[_DirectFeedbackMixin]:
+    """The model's direct-feedback layers, in registration order."""
+    return [m for m in model.modules() if isinstance(m, _DirectFeedbackMixin)]
+
+
+def set_target(model: nn.Module, y: Tensor | None) -> None:
+    """Give DRTP layers the one-hot target of labels ``y`` for the next forward/backward pass (``None`` clears)."""
+    for layer in direct_feedback_layers(model):
+        layer.signal.target = None if y is None else F.one_hot(y, layer.num_classes).to(layer.weight.dtype)
+
+
+class DRTPTrainer(GradientTrainer):
+    """:class:`~zoo.trainer.GradientTrainer` that first hands the batch's one-hot target to the DRTP layers."""
+
+    def step(self, x: Tensor, y: Tensor) -> float:
+        set_target(self.model, y)
+        try:
+            return super().step(x, y)
+        finally:
+            set_target(self.model, None)
+
+
+def drtp_rule_update(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+    """DRTP's update direction on a batch (its layers' weight gradients of the cross-entropy, negated)."""
+    set_target(model, y)
+    try:
+        return gradient_rule_update(model, x, y)
+    finally:
+        set_target(model, None)
+
+
+def drtp_alignment(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
+    """``Family.alignment`` for DRTP: angle between its update and backprop's, per layer."""
+    return compare(model, x, y, drtp_rule_update)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Families
+
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
+
+
+def build_mlp(mode: str, in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float],
+              std: Sequence[float], hidden: Sequence[int], dropout: float, activation: str = "relu") -> MLP:
+    """The two-hidden-layer MLP with :class:`DirectFeedbackLinear` layers sharing one :class:`ErrorSignal`, and
+    ``activation`` (``relu`` | ``tanh``) hidden units."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; accepted: {sorted(ACTIVATIONS)}")
+    signal = ErrorSignal()
+
+    def linear(in_features: int, out_features: int) -> nn.Module:
+        return DirectFeedbackLinear(in_features, out_features, num_classes, signal, mode)
+
+    model = MLP(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout, linear=linear)
+    model.act = ACTIVATIONS[activation]()
+    return model
+
+
+def build_lenet(mode: str, in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float],
+                std: Sequence[float], dropout: float) -> LeNet:
+    """LeNet with :class:`DirectFeedbackConv2d` / :class:`DirectFeedbackLinear` layers sharing one signal."""
+    signal = ErrorSignal()
+
+    def conv(in_channels: int, out_channels: int, kernel_size: int, *, in_shape: tuple[int, int, int]) -> nn.Module:
+        return DirectFeedbackConv2d(in_channels, out_channels, kernel_size, in_shape=in_shape,
+                                    num_classes=num_classes, signal=signal, mode=mode)
+
+    def linear(in_features: int, out_features: int) -> nn.Module:
+        return DirectFeedbackLinear(in_features, out_features, num_classes, signal, mode)
+
+    return LeNet(in_shape, num_classes, mean, std, dropout=dropout, conv=conv, linear=linear)
+
+
+def build_dfa_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
+                  hidden: Sequence[int], dropout: float, activation: str = "relu") -> nn.Module:
+    """The two-hidden-layer MLP trained with direct feedback alignment."""
+    return build_mlp("dfa", in_shape, num_classes, mean, std, hidden, dropout, activation)
+
+
+def build_drtp_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
+                   hidden: Sequence[int], dropout: float, activation: str = "tanh") -> nn.Module:
+    """The two-hidden-layer MLP trained with direct random target projection."""
+    return build_mlp("drtp", in_shape, num_classes, mean, std, hidden, dropout, activation)
+
+
+def build_dfa_lenet(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
+                    dropout: float) -> nn.Module:
+    """LeNet trained with direct feedback alignment."""
+    return build_lenet("dfa", in_shape, num_classes, mean, std, dropout)
+
+
+NOEKLAND = "Noekland, Direct feedback alignment provides learning in deep neural networks (NeurIPS 2016)"
+FRENKEL = ("Frenkel, Lefebvre & Bol, Learning without feedback: fixed random learning signals allow for "
+           "feedforward training of deep neural networks (Frontiers in Neuroscience 2021)")
+
+DFA_MLP = register(Family(
+    name="dfa_mlp", learning_rule="direct_feedback_alignment",
+    summary="Two-hidden-layer MLP trained with direct feedback alignment: the output error is sent to every hidden "
+            "layer through its own fixed random matrix (stored in the checkpoint).",
+    build=build_dfa_mlp, trainer=GradientTrainer,
+    default_arch={"hidden": [800, 800], "dropout": 0.0, "activation": "relu"},
+    paper=NOEKLAND, alignment=gradient_alignment))
+
+DFA_LENET = register(Family(
+    name="dfa_lenet", learning_rule="direct_feedback_alignment",
+    summary="LeNet-5-size conv net trained with direct feedback alignment: the output error is sent to every "
+            "hidden layer through its own fixed random matrix (stored in the checkpoint).",
+    build=build_dfa_lenet, trainer=GradientTrainer, default_arch={"dropout": 0.0},
+    paper=NOEKLAND, alignment=gradient_alignment))
+
+DRTP_MLP = register(Family(
+    name="drtp_mlp", learning_rule="direct_random_target_projection",
+    summary="Two-hidden-layer MLP trained with direct random target projection: each hidden layer learns from the "
+            "one-hot target through a fixed random matrix, without any error feedback; the output layer from its "
+            "own error.",
+    build=build_drtp_mlp, trainer=DRTPTrainer,
+    default_arch={"hidden": [800, 800], "dropout": 0.0, "activation": "tanh"},
+    paper=FRENKEL, alignment=drtp_alignment))
