@@ -1,7 +1,6 @@
 """The training script end to end on a slice of real data: train, record, fine-tune, verify."""
 from __future__ import annotations
 
-import pytest
 import torch
 
 import zoo

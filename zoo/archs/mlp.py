@@ -8,24 +8,27 @@ from torch import Tensor, nn
 from zoo.archs.image_input import ImageInput
 
 LinearFactory = Callable[[int, int], nn.Module]
+ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
 
 class MLP(nn.Module):
-    """``input -> [linear -> ReLU -> dropout] * len(hidden) -> linear`` on flattened images.
+    """``input -> [linear -> activation -> dropout] * len(hidden) -> linear`` on flattened images.
 
     ``linear`` builds every fully connected layer; a learning rule passes its own layer type
     (e.g. a layer with a fixed feedback matrix) and the architecture stays the same.
     """
 
     def __init__(self, in_shape: Sequence[int], num_classes: int, mean: Sequence[float], std: Sequence[float],
-                 hidden: Sequence[int] = (800, 800), dropout: float = 0.0,
+                 hidden: Sequence[int] = (800, 800), dropout: float = 0.0, activation: str = "relu",
                  linear: LinearFactory = nn.Linear) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"unknown activation {activation!r}; accepted: {sorted(ACTIVATIONS)}")
         self.input = ImageInput(in_shape, mean, std)
         widths = [self.input.in_shape[0] * self.input.in_shape[1] * self.input.in_shape[2], *hidden]
         self.hidden = nn.ModuleList(linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.head = linear(widths[-1], num_classes)
-        self.act = nn.ReLU()
+        self.act = ACTIVATIONS[activation]()
         self.drop = nn.Dropout(dropout)
 
     def features(self, x: Tensor) -> Tensor:

@@ -25,7 +25,7 @@ in training mode only (:func:`zoo.alignment.rule_active`), so an eval-mode model
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -233,23 +233,17 @@ def drtp_alignment(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
 # Families
 
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
-
-
 def build_mlp(mode: str, in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float],
               std: Sequence[float], hidden: Sequence[int], dropout: float, activation: str = "relu") -> MLP:
     """The two-hidden-layer MLP with :class:`DirectFeedbackLinear` layers sharing one :class:`ErrorSignal`, and
     ``activation`` (``relu`` | ``tanh``) hidden units."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; accepted: {sorted(ACTIVATIONS)}")
     signal = ErrorSignal()
 
     def linear(in_features: int, out_features: int) -> nn.Module:
         return DirectFeedbackLinear(in_features, out_features, num_classes, signal, mode)
 
-    model = MLP(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout, linear=linear)
-    model.act = ACTIVATIONS[activation]()
-    return model
+    return MLP(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout, activation=activation,
+               linear=linear)
 
 
 def build_lenet(mode: str, in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float],

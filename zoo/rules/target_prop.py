@@ -38,20 +38,13 @@ from zoo.archs.mlp import MLP
 from zoo.registry import Family, register
 from zoo.trainer import Trainer
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
-
-
 class DTPNetwork(MLP):
     """The MLP with an activation option and the learned inverses ``inverses[l - 1]: h_l -> h_{l-1}`` for each
     hidden layer ``l >= 2`` (``len(hidden) - 1`` of them). ``forward`` and ``features`` are the MLP's."""
 
     def __init__(self, in_shape: Sequence[int], num_classes: int, mean: Sequence[float], std: Sequence[float],
                  hidden: Sequence[int] = (800, 800), dropout: float = 0.0, activation: str = "tanh") -> None:
-        super().__init__(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout)
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {activation!r}; accepted: {sorted(ACTIVATIONS)}")
-        self.activation = activation
-        self.act = ACTIVATIONS[activation]()
+        super().__init__(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout, activation=activation)
         widths = list(hidden)
         self.inverses = nn.ModuleList(nn.Linear(widths[i], widths[i - 1]) for i in range(1, len(widths)))
 
