@@ -1,4 +1,5 @@
-"""Command line: ``python -m zoo list | info ID | download ID | eval ID | verify | export-hf ID DIR | push ID``."""
+"""Command line: ``python -m zoo list | info ID | download ID | eval ID | verify | export-hf ID DIR | push ID
+| show-filters ID``."""
 from __future__ import annotations
 
 import argparse
@@ -95,6 +96,14 @@ def _cmd_push(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_show_filters(args: argparse.Namespace) -> int:
+    from zoo.api import load
+    from zoo.filters import save_filters
+
+    print(save_filters(load(args.id, source=args.source), args.out, n=args.n, cols=args.cols, title=args.id))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m zoo`` argument parser."""
     from zoo.resolve import SOURCES
@@ -132,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repo-id", help="default: the manifest's hf.repo_id")
     p.add_argument("--token", help="default: the token huggingface_hub finds (HF_TOKEN or login)")
     p.set_defaults(run=_cmd_push)
+    p = sub.add_parser("show-filters", help="draw the receptive fields of the first fully connected layer "
+                       "(needs matplotlib)")
+    p.add_argument("id")
+    p.add_argument("--out", type=Path, default=Path("filters.png"), help="image file (default: filters.png)")
+    p.add_argument("--n", type=int, default=100, help="number of units to draw (default: 100)")
+    p.add_argument("--cols", type=int, help="units per row (default: a square grid)")
+    p.add_argument("--source", choices=SOURCES, default="auto")
+    p.set_defaults(run=_cmd_show_filters)
     return parser
 
 

@@ -1,0 +1,44 @@
+"""The shipped checkpoints themselves: accuracy through torch.hub, and rule state kept by fine-tuning."""
+from __future__ import annotations
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import zoo
+from zoo.data import load_split
+from zoo.evaluate import top1
+from zoo.manifest import read_manifest
+from zoo.paths import REPO_ROOT
+
+MANIFEST = read_manifest(REPO_ROOT / "weights_manifest.json")
+PUBLISHED = sorted(e.id for e in MANIFEST.entries.values() if e.published)
+FINE_TUNED = sorted(e.id for e in MANIFEST.entries.values() if e.published and e.recipe["config"].get("init"))
+
+
+@pytest.mark.parametrize("model_id", PUBLISHED)
+def test_hub_load_reproduces_manifest_accuracy(model_id: str, data_root) -> None:
+    entry = MANIFEST.entries[model_id]
+    model = torch.hub.load(str(REPO_ROOT), entry.entrypoint, weights=entry.dataset, source="local")
+    images, labels = load_split(entry.dataset, "test", data_root)
+    assert abs(top1(model, images, labels) - entry.metrics["top1"]) <= 0.05
+
+
+def test_some_checkpoint_is_fine_tuned_from_another() -> None:
+    assert FINE_TUNED, "the zoo ships fine-tuned checkpoints (recipe init): none found"
+
+
+@pytest.mark.parametrize("model_id", FINE_TUNED)
+def test_fine_tuning_keeps_rule_state_and_improves(model_id: str, data_root) -> None:
+    """Fixed feedback matrices (and any other non-trained rule state) are bit-identical to the checkpoint the
+    run started from, and the fine-tuned model beats its starting point on the new dataset."""
+    entry = MANIFEST.entries[model_id]
+    start = MANIFEST.entries[entry.recipe["config"]["init"]]
+    tuned_state = load_file(str(REPO_ROOT / entry.file))
+    start_state = load_file(str(REPO_ROOT / start.file))
+    trained = {name for name, _ in zoo.load(model_id).named_parameters()}
+    fixed = sorted(set(tuned_state) - trained)
+    for name in fixed:
+        assert torch.equal(tuned_state[name], start_state[name]), f"{name} changed during fine-tuning"
+    images, labels = load_split(entry.dataset, "test", data_root)
+    assert entry.metrics["top1"] > top1(zoo.load(start.id), images, labels)

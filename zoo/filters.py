@@ -1,0 +1,113 @@
+"""Learned receptive fields: the weights of a model's first fully connected layer, drawn as a grid of images.
+
+    python -m zoo show-filters krotov_mlp.mnist --out filters.png [--n 100] [--cols 10]
+
+    from zoo.filters import filter_grid, save_filters
+    grid = filter_grid(model, n=100)          # numpy array, no plotting library needed
+    save_filters(model, "filters.png")        # needs matplotlib (pip install -r requirements-extras.txt)
+
+Each unit's weight vector is reshaped to the input image (C, H, W) and scaled by its own largest magnitude, so
+every tile spans [-1, 1]: one channel is drawn with a diverging colour map (red positive, blue negative, white 0,
+as in Krotov & Hopfield's figures); three channels as colours ``0.5 + 0.5 * w / max|w|`` (grey is 0).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from torch import Tensor, nn
+
+from zoo.errors import ZooError
+
+
+class MissingExtraError(ZooError, ImportError):
+    """An optional dependency (an "extra") is not installed."""
+
+
+def input_shape(model: nn.Module) -> tuple[int, int, int]:
+    """The ``(C, H, W)`` input shape a zoo model checks (from its :class:`~zoo.archs.image_input.ImageInput`)."""
+    from zoo.archs.image_input import ImageInput
+
+    for module in model.modules():
+        if isinstance(module, ImageInput):
+            return module.in_shape
+    raise ValueError(f"{type(model).__name__} has no ImageInput module: its input shape is unknown")
+
+
+def first_fc_weight(model: nn.Module) -> tuple[str, Tensor]:
+    """Name and weight ``[units, C*H*W]`` of the first fully connected layer that reads the whole image."""
+    c, h, w = input_shape(model)
+    for name, module in model.named_modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, Tensor) and weight.dim() == 2 and weight.shape[1] == c * h * w:
+            return name, weight.detach()
+    raise ValueError(f"{type(model).__name__} has no fully connected layer on the raw {c}x{h}x{w} input "
+                     "(convolutional models have no whole-image receptive fields to draw)")
+
+
+def filter_grid(model: nn.Module, n: int = 100, cols: int | None = None, gap: int = 1) -> np.ndarray:
+    """The first ``n`` units' receptive fields tiled ``cols`` per row (default: a square grid).
+
+    Returns ``[rows*(H+gap)-gap, cols*(W+gap)-gap]`` for one channel (values in [-1, 1], gaps NaN) or
+    ``[..., ..., 3]`` for three channels (values in [0, 1], gaps 1 = white).
+    """
+    c, h, w = input_shape(model)
+    _, weight = first_fc_weight(model)
+    n = max(1, min(int(n), weight.shape[0]))
+    cols = int(cols) if cols else math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    tiles = weight[:n].double().numpy().reshape(n, c, h, w)
+    scale = np.abs(tiles).reshape(n, -1).max(1).reshape(n, 1, 1, 1)
+    tiles = tiles / np.where(scale > 0, scale, 1.0)
+    height, width = rows * (h + gap) - gap, cols * (w + gap) - gap
+    if c == 1:
+        grid = np.full((height, width), np.nan)
+    else:
+        grid = np.ones((height, width, c))
+        tiles = 0.5 + 0.5 * tiles
+    for i in range(n):
+        r, q = divmod(i, cols)
+        y, x = r * (h + gap), q * (w + gap)
+        if c == 1:
+            grid[y:y + h, x:x + w] = tiles[i, 0]
+        else:
+            grid[y:y + h, x:x + w] = tiles[i].transpose(1, 2, 0)
+    return grid
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+    except ImportError as exc:
+        raise MissingExtraError("drawing filters needs matplotlib, an optional extra: "
+                                "pip install matplotlib (or pip install -r requirements-extras.txt)") from exc
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_filters(model: nn.Module, out: str | Path, n: int = 100, cols: int | None = None,
+                 title: str | None = None) -> Path:
+    """Draw :func:`filter_grid` to an image file (format from the suffix: .png, .pdf, .svg ...); return its path."""
+    plt = _pyplot()
+    grid = filter_grid(model, n, cols)
+    name, weight = first_fc_weight(model)
+    shown = min(int(n), weight.shape[0])
+    height, width = grid.shape[:2]
+    fig, ax = plt.subplots(figsize=(max(3.0, width / 12), max(3.0, height / 12) + 0.4))
+    if grid.ndim == 2:
+        image = ax.imshow(grid, cmap="bwr", vmin=-1.0, vmax=1.0, interpolation="nearest")
+        fig.colorbar(image, ax=ax, fraction=0.03, pad=0.02)
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title or f"{name}: first {shown} of {weight.shape[0]} units (each scaled by its max |w|)",
+                 fontsize=8)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=150, bbox_inches="tight")
+    plt.close(fig)
+    return out
