@@ -14,11 +14,11 @@ from zoo.errors import ZooError
 def _cmd_list(args: argparse.Namespace) -> int:
     from zoo.api import manifest
 
-    print(f"{'id':28s} {'rule':22s} {'status':10s} {'top-1':>7s}")
+    print(f"{'id':28s} {'rule':32s} {'status':10s} {'top-1':>7s}")
     for entry in manifest().entries.values():
         if entry.published or args.all:
             top1 = f"{entry.metrics['top1']:.2f}" if entry.published else "-"
-            print(f"{entry.id:28s} {entry.learning_rule:22s} {entry.status:10s} {top1:>7s}")
+            print(f"{entry.id:28s} {entry.learning_rule:32s} {entry.status:10s} {top1:>7s}")
     return 0
 
 
