@@ -13,6 +13,7 @@ from zoo.manifest import Manifest, read_manifest
 from zoo.paths import REPO_ROOT, manifest_path
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+FINE_TUNED_MARK = "†"
 DATASETS = (("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST"), ("cifar10", "CIFAR-10"))
 
 
@@ -22,7 +23,8 @@ def _cell(manifest: Manifest, model_id: str) -> str:
         return "—"
     if not entry.published:
         return "pending"
-    return f"{entry.metrics['top1']:.2f}"
+    tuned = FINE_TUNED_MARK if entry.recipe["config"].get("init") else ""
+    return f"{entry.metrics['top1']:.2f}{tuned}"
 
 
 def render_table(manifest: Manifest) -> str:
@@ -35,6 +37,9 @@ def render_table(manifest: Manifest) -> str:
         params = {e.num_params for e in manifest.entries.values() if e.entrypoint == family and e.published}
         lines.append(f"| `{family}` | {rule} | " + " | ".join(cells) + " | "
                      + (", ".join(f"{p:,}" for p in sorted(params)) or "—") + " |")
+    lines.append("")
+    lines.append(f"{FINE_TUNED_MARK} fine-tuned with the same rule from the model's MNIST checkpoint (its fixed feedback "
+                 "matrices kept bit-identical); the others are trained from scratch.")
     return "\n".join(lines)
 
 
