@@ -38,8 +38,8 @@ def render_table(manifest: Manifest) -> str:
         lines.append(f"| `{family}` | {rule} | " + " | ".join(cells) + " | "
                      + (", ".join(f"{p:,}" for p in sorted(params)) or "—") + " |")
     lines.append("")
-    lines.append(f"{FINE_TUNED_MARK} fine-tuned with the same rule from the model's MNIST checkpoint (its fixed feedback "
-                 "matrices kept bit-identical); the others are trained from scratch.")
+    lines.append(f"{FINE_TUNED_MARK} fine-tuned with the same rule from the model's MNIST checkpoint (fixed feedback matrices, "
+                 "where the rule has them, stay bit-identical); the others are trained from scratch.")
     return "\n".join(lines)
 
 
