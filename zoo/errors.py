@@ -1,6 +1,7 @@
 """Exceptions raised by the zoo. Every message names what was wrong and what is accepted."""
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 
@@ -48,3 +49,19 @@ class DatasetNotFoundError(ZooError, FileNotFoundError):
 
 class ChecksumError(ZooError, ValueError):
     """A dataset file's content differs from the official release."""
+
+
+class PushError(ZooError, OSError):
+    """Creating a Hub repo or uploading a folder to it failed."""
+
+
+class DataFormatError(ZooError, ValueError):
+    """A dataset file is not in the format it should be (bad magic number, truncated, wrong shape...)."""
+
+
+class UnsafePickleError(DataFormatError, pickle.UnpicklingError):
+    """A pickle asked for something other than the numpy array reconstruction CIFAR-10 batches need."""
+
+
+class UnsafeArchiveError(DataFormatError):
+    """An archive holds a member that would land outside its target folder, or is not a plain file/folder."""

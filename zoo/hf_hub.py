@@ -15,16 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from zoo.download import is_offline
-from zoo.errors import DownloadError, OfflineError, ZooError
+from zoo.errors import DownloadError, OfflineError, PushError, ZooError
 
 __all__ = ["DEFAULT_ENDPOINT", "PushError", "hf_cache_dir", "hf_download", "hf_endpoint", "push_folder"]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 _SYNC_LOCK = threading.Lock()
-
-
-class PushError(ZooError, OSError):
-    """Creating a Hub repo or uploading a folder to it failed."""
 
 
 def hf_endpoint() -> str:

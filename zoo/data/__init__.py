@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from zoo.data.catalog import DATASETS, SPLITS, DatasetInfo, check_split, dataset_info
-from zoo.data.errors import DataFormatError, UnsafeArchiveError, UnsafePickleError
+from zoo.errors import DataFormatError, UnsafeArchiveError, UnsafePickleError
 from zoo.data.roots import default_data_root, resolve_root
 
 __all__ = [

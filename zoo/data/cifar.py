@@ -42,7 +42,7 @@ from zoo.data.catalog import (
     CIFAR_RECORDS_PER_FILE,
     DATASETS,
 )
-from zoo.data.errors import DataFormatError, UnsafePickleError
+from zoo.errors import DataFormatError, UnsafePickleError
 from zoo.errors import DatasetNotFoundError
 
 _PIXELS = 3 * 32 * 32

@@ -26,7 +26,7 @@ from zoo.data.catalog import (
     IDX_SHA256,
     MIRROR_ENV,
 )
-from zoo.data.errors import DataFormatError, UnsafeArchiveError
+from zoo.errors import DataFormatError, UnsafeArchiveError
 from zoo.errors import ChecksumError, DownloadError, HashMismatchError, OfflineError
 
 _CHUNK = 1 << 20

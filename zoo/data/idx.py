@@ -19,7 +19,7 @@ from typing import BinaryIO
 import numpy as np
 
 from zoo.data import checksums
-from zoo.data.errors import DataFormatError
+from zoo.errors import DataFormatError
 
 IMAGES_MAGIC = 0x00000803
 LABELS_MAGIC = 0x00000801
