@@ -16,7 +16,7 @@ def main() -> int:
     """Evaluate each MNIST checkpoint and compare with the manifest; non-zero exit on a mismatch."""
     images, labels = load_split("mnist", "test")
     print(f"MNIST test split: {len(labels)} images\n")
-    print(f"{'model':26s} {'rule':22s} {'top-1':>7s} {'manifest':>9s} {'load+eval':>10s}")
+    print(f"{'model':26s} {'rule':32s} {'top-1':>7s} {'manifest':>9s} {'load+eval':>10s}")
     mismatches = 0
     for model_id in list_models("*.mnist"):
         entrypoint = model_id.split(".")[0]
@@ -27,7 +27,7 @@ def main() -> int:
         meta = get_weights(model_id).meta
         expected = meta["metrics"]["top1"]
         mismatches += abs(accuracy - expected) > 0.05
-        print(f"{model_id:26s} {meta['learning_rule']:22s} {accuracy:6.2f}% {expected:8.2f}% {seconds:9.1f}s")
+        print(f"{model_id:26s} {meta['learning_rule']:32s} {accuracy:6.2f}% {expected:8.2f}% {seconds:9.1f}s")
     print("\nall accuracies match the manifest" if not mismatches else f"\n{mismatches} accuracies differ!")
     return 1 if mismatches else 0
 
