@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from zoo.download import download_file, is_offline
 from zoo.errors import DownloadError, OfflineError, WeightsPendingError
 from zoo.integrity import check_sha256
 from zoo.manifest import Entry
@@ -35,12 +36,6 @@ def cached_file(entry: Entry) -> Path:
     return weights_cache_dir() / entry.filename
 
 
-def offline() -> bool:
-    """True when the user asked for no network access (``HF_HUB_OFFLINE=1`` or ``ZOO_OFFLINE=1``)."""
-    return any(os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-               for name in ("HF_HUB_OFFLINE", "ZOO_OFFLINE"))
-
-
 def resolve_file(entry: Entry, source: str = "auto") -> Path:
     """Path to a verified local copy of the entry's checkpoint, fetching it if ``source`` allows.
 
@@ -56,12 +51,10 @@ def resolve_file(entry: Entry, source: str = "auto") -> Path:
     if source in ("local", "cache"):
         missing = checkout_file(entry) if source == "local" else cached_file(entry)
         raise FileNotFoundError(f"{entry.id}: no checkpoint at {missing}")
-    if offline() and source == "auto":
+    if is_offline() and source == "auto":
         raise OfflineError(_offline_message(entry))
     errors: list[str] = []
     if source in ("auto", "url"):
-        from zoo.download import download_file
-
         try:
             return download_file(weights_url(entry), cached_file(entry), sha256=entry.sha256)
         except DownloadError as exc:
