@@ -29,9 +29,10 @@ hundreds: ``hebbian_lr`` 0.1 (paper 0.02) and ``init_std`` 0.5 (paper 1.0). Ever
 random current, wins, and shrinks towards the fixed point in turn; with N(0, 1) weights this takes hundreds of
 epochs (p-norms were still ~120 after 10 epochs' worth of updates at eps 0.04). Much smaller starting weights
 (``init_std`` <= 0.3) leave units that never win and stay random. With ``input_norm="l2"``, BioCell's ``beta = 1``
-keeps ``tanh`` unsaturated at start (``beta`` 3 saturates and fails); Fashion-MNIST needs per-pixel
-standardisation first (``"standard_l2"``), otherwise the anti-Hebbian term leaves most units anti-aligned with the
-(dense, overlapping) images.
+keeps ``tanh`` unsaturated at start (``beta`` 3 saturates and fails). Fashion-MNIST needs ``delta = 0.1``: on its
+dense, overlapping images each anti-Hebbian push towards ``-v`` leaves the k-th unit anti-aligned with nearly every
+image, so with ``delta = 0.4`` all but ~k units end up silent (the same happens with standardised inputs); its
+denser prototypes also give ~13x larger features than MNIST's, hence BioCell's ``beta = 0.1`` there.
 
 Training is two-phase inside one :class:`KrotovTrainer` (see :class:`HebbianPhaseTrainer`): the recipe's
 ``fit.epochs`` is the total; the first ``rule.hebbian_epochs`` run the unsupervised rule, the rest train the head.
