@@ -1,11 +1,14 @@
 """The shipped checkpoints themselves: accuracy through torch.hub, and rule state kept by fine-tuning."""
 from __future__ import annotations
 
+import shlex
+
 import pytest
 import torch
 from safetensors.torch import load_file
 
 import zoo
+from training.train import parse_args, resolved_config
 from zoo.data import load_split
 from zoo.evaluate import top1
 from zoo.manifest import read_manifest
@@ -22,6 +25,16 @@ def test_hub_load_reproduces_manifest_accuracy(model_id: str, data_root) -> None
     model = torch.hub.load(str(REPO_ROOT), entry.entrypoint, weights=entry.dataset, source="local")
     images, labels = load_split(entry.dataset, "test", data_root)
     assert abs(top1(model, images, labels) - entry.metrics["top1"]) <= 0.05
+
+
+@pytest.mark.parametrize("model_id", sorted(MANIFEST.entries))
+def test_recorded_recipe_is_what_its_command_runs_today(model_id: str) -> None:
+    """Every entry (published or pending) is reproducible: its command, run against today's recipes, resolves to
+    exactly the configuration the manifest recorded. A recipe edited without retraining fails here."""
+    entry = MANIFEST.entries[model_id]
+    words = shlex.split(entry.recipe["command"])
+    assert words[:3] == ["python", "-m", "training.train"]
+    assert resolved_config(parse_args(words[3:])) == entry.recipe["config"]
 
 
 def test_some_checkpoint_is_fine_tuned_from_another() -> None:
