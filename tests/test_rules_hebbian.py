@@ -290,6 +290,35 @@ def test_short_mnist_run_beats_chance(name: str) -> None:
     assert top1(model, tx, ty) > 50.0   # chance: 10 %
 
 
+def units_alive_after_krotov_training(dataset: str, delta: float, data_root: Path) -> int:
+    """200 units trained by the Krotov rule (60 epochs of 2000 L2-normalised images, the recipes' lr and init);
+    returns how many still have a positive current on more than 5 % of those images (the others are silent)."""
+    from zoo.data import load_split
+
+    x, _ = load_split(dataset, "train", data_root, limit=2000)
+    v = x.to(torch.float32).div(255.0).flatten(1)
+    v = v / v.norm(dim=1, keepdim=True)
+    torch.manual_seed(0)
+    w = torch.randn(200, v.shape[1]) * 0.5
+    batches = v.split(100)
+    total_steps, step = 60 * len(batches), 0
+    for _ in range(60):
+        wp = signed_power(w, 2.0)
+        for batch in batches:
+            krotov_update(w, batch, annealed_lr(0.1, step, total_steps), p=3.0, k=7, delta=delta, wp=wp)
+            step += 1
+    return int((((v @ w.t()) > 0).float().mean(0) > 0.05).sum())
+
+
+def test_strong_anti_hebbian_term_silences_the_layer_on_dense_images_only(data_root: Path) -> None:
+    """Why the Fashion-MNIST recipes use delta 0.1: with the paper's 0.4, each push of the k-th unit towards -v
+    leaves it anti-aligned with nearly every (dense, overlapping) Fashion-MNIST image, until only about k units
+    respond to anything; MNIST's sparse digits keep the layer alive at 0.4."""
+    assert units_alive_after_krotov_training("mnist", 0.4, data_root) > 180
+    assert units_alive_after_krotov_training("fashion_mnist", 0.4, data_root) <= 10
+    assert units_alive_after_krotov_training("fashion_mnist", 0.1, data_root) > 180
+
+
 # ----------------------------------------------------------------------------------------------------- filters
 
 def test_filter_grid_tiles_the_first_layer_and_needs_no_plotting_library(monkeypatch: pytest.MonkeyPatch,
