@@ -1,14 +1,17 @@
 """The training script end to end on a slice of real data: train, record, fine-tune, verify."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 import zoo
 from training.train import main
+from zoo.checkpoint import load_into
 from zoo.data import load_split
 from zoo.evaluate import top1
 from zoo.fit import random_shift
 from zoo.manifest import read_manifest
+from zoo.registry import get_family
 from zoo.verify import verify_entry
 
 
@@ -66,3 +69,23 @@ def test_random_shift_moves_whole_images() -> None:
     assert shifted.shape == x.shape
     assert torch.equal(shifted.sum((1, 2, 3)), torch.ones(2))
 
+
+
+def test_krotov_layer_continues_unsupervised_from_a_published_checkpoint(tmp_path, data_root) -> None:
+    """``--init krotov_fc.mnist`` with fewer epochs than the recipe's Hebbian phase: the published Hebbian weights
+    are the starting point, the local rule moves them, they stay at its fixed point (p-norm 1) and the published
+    head still reads the continued features."""
+    manifest = tmp_path / "weights_manifest.json"
+    published = zoo.load("krotov_fc.mnist")
+    with pytest.warns(UserWarning, match="head is not trained"):
+        assert main(["krotov_fc", "--dataset", "mnist", "--epochs", "1", "--limit", "1000", "--init",
+                     "krotov_fc.mnist", "--data-root", str(data_root), "--manifest", str(manifest),
+                     "--no-progress"]) == 0
+    entry = read_manifest(manifest).entries["krotov_fc.mnist"]
+    continued = load_into(get_family("krotov_fc").build_model(entry.arch), tmp_path / entry.file)
+    before, after = published.hebbian.weight, continued.hebbian.weight
+    assert not torch.equal(before, after), "the Hebbian layer must keep learning"
+    assert torch.equal(published.head.weight, continued.head.weight), "an all-Hebbian run leaves the head alone"
+    p_norms = after.abs().pow(3.0).sum(1)
+    assert (p_norms.median() - 1.0).abs() < 0.05
+    assert entry.metrics["top1"] > 95.0
