@@ -291,23 +291,22 @@ def test_short_mnist_run_beats_chance(name: str) -> None:
 
 
 def units_alive_after_krotov_training(dataset: str, delta: float, data_root: Path) -> int:
-    """200 units trained by the Krotov rule (60 epochs of 2000 L2-normalised images, the recipes' lr and init);
-    returns how many still have a positive current on more than 5 % of those images (the others are silent)."""
+    """A 200-unit ``krotov_fc`` layer trained by its own rule (60 unsupervised epochs of 2000 images, the
+    recipes' input, lr and init); returns how many units still have a positive current on more than 5 % of those
+    images (the others are silent)."""
     from zoo.data import load_split
+    from zoo.fit import FitConfig, fit
 
-    x, _ = load_split(dataset, "train", data_root, limit=2000)
-    v = x.to(torch.float32).div(255.0).flatten(1)
-    v = v / v.norm(dim=1, keepdim=True)
+    x, y = load_split(dataset, "train", data_root, limit=2000)
+    family = get_family("krotov_fc")
     torch.manual_seed(0)
-    w = torch.randn(200, v.shape[1]) * 0.5
-    batches = v.split(100)
-    total_steps, step = 60 * len(batches), 0
-    for _ in range(60):
-        wp = signed_power(w, 2.0)
-        for batch in batches:
-            krotov_update(w, batch, annealed_lr(0.1, step, total_steps), p=3.0, k=7, delta=delta, wp=wp)
-            step += 1
-    return int((((v @ w.t()) > 0).float().mean(0) > 0.05).sum())
+    model = family.build_model(family.arch_for(dataset, hidden=200))
+    rule = {"hebbian_epochs": 60, "hebbian_lr": 0.1, "delta": delta}
+    with pytest.warns(UserWarning, match="head is not trained"):
+        fit(model, family, x, y, FitConfig(epochs=60, batch_size=100, rule=rule), progress=False)
+    with torch.no_grad():
+        currents = model.currents(x.to(torch.float32).div(255.0))
+    return int(((currents > 0).float().mean(0) > 0.05).sum())
 
 
 def test_strong_anti_hebbian_term_silences_the_layer_on_dense_images_only(data_root: Path) -> None:
