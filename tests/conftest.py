@@ -110,7 +110,7 @@ def _tiny_model() -> tuple[Any, dict[str, Any], dict[str, Any]]:
     family = get_family("bp_mlp")
     arch = family.arch_for("mnist", hidden=[8, 8])
     model = family.build_model(arch).eval()
-    return model, arch, full_metrics(model, *load_split("mnist", "test"))
+    return model, arch, full_metrics(model, *load_split("mnist", "test"), "mnist")
 
 
 @pytest.fixture
@@ -119,7 +119,8 @@ def tiny_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _tiny_model: tuple
     """Publish the tiny model through the real training code path into a temp manifest and point the zoo at it."""
     import torch
 
-    from training.train import base_entry, publish
+    from training.publish import publish_run
+    from training.train import base_entry, write_run_output
     from zoo.registry import get_family
 
     model, arch, metrics = _tiny_model
@@ -130,7 +131,10 @@ def tiny_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _tiny_model: tuple
     manifest = tmp_path / "zoo" / "weights_manifest.json"
     manifest.parent.mkdir()
     monkeypatch.setenv("ZOO_MANIFEST", str(manifest))
-    entry = publish(manifest, fields, model, family, arch)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run_output(run_dir, fields, model, family, arch)
+    entry = publish_run(run_dir, manifest)
     return TinyZoo(manifest.parent, manifest, entry.id, manifest.parent / entry.file, entry.sha256, model)
 
 

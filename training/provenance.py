@@ -1,6 +1,7 @@
 """Where and how a checkpoint was made: hardware, torch version, git commit."""
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import subprocess
@@ -9,12 +10,14 @@ from pathlib import Path
 import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Paths a training run itself writes or that do not affect training; changes there do not make a tree dirty.
+NOT_CODE = ("weights/", "weights_manifest.json", "README.md", "docs/", "runs/")
 
 
-def hardware() -> str:
-    """CPU model and core count (or the GPU name when training ran on one)."""
-    if torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name(0)}"
+def hardware(device: torch.device | None = None) -> str:
+    """The GPU's name when ``device`` is a CUDA device, else the CPU model, core count and torch thread count."""
+    if device is not None and device.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(device)}"
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -27,14 +30,18 @@ def hardware() -> str:
 
 
 def git_commit() -> str:
-    """``HEAD``'s commit, suffixed ``-dirty`` when tracked code differs from it (weights and manifest excepted)."""
+    """``HEAD``'s commit; when tracked code differs from it (weights, manifest and docs excepted), suffixed
+    ``-dirty+<sha256[:12] of the diff>`` so the record says which uncommitted change was trained."""
     def git(*args: str) -> str:
         return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, check=True).stdout
 
     try:
         head = git("rev-parse", "HEAD").strip()
-        changed = [line for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
-                   if not line[3:].startswith(("weights/", "weights_manifest.json", "README.md"))]
+        changed = [line[3:] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
+                   if not line[3:].startswith(NOT_CODE)]
+        if not changed:
+            return head
+        diff = git("diff", "HEAD", "--", *changed)
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return head + ("-dirty" if changed else "")
+    return f"{head}-dirty+{hashlib.sha256(diff.encode()).hexdigest()[:12]}"

@@ -41,6 +41,24 @@ def load_recipe(entrypoint: str, dataset: str) -> dict[str, Any]:
     return resolved
 
 
-def recipe_datasets(entrypoint: str) -> list[str]:
-    """The datasets an entrypoint's recipe covers."""
-    return sorted(json.loads(recipe_path(entrypoint).read_text()).get("datasets", {}))
+def apply_override(config: dict[str, Any], override: str) -> None:
+    """Apply one ``KEY=VALUE`` override (``fit.rule.lr=0.01``; the value is JSON, else a string) in place.
+
+    The path must lead through existing sections (``arch``, ``fit``, ``fit.rule``, ``init``); the last key may be
+    new, and is then checked by the architecture or trainer that reads it.
+    """
+    key, sep, text = override.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--set takes KEY=VALUE (e.g. fit.rule.lr=0.01), got {override!r}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    *path, last = key.split(".")
+    node: Any = config
+    for part in path:
+        if not isinstance(node, dict) or not isinstance(node.get(part), dict):
+            raise ValueError(f"--set {override}: the recipe has no section {'.'.join(path)!r}; sections: "
+                             f"{sorted(k for k, v in config.items() if isinstance(v, dict))}")
+        node = node[part]
+    node[last] = value

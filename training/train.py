@@ -1,40 +1,54 @@
-"""Train one checkpoint from its recipe, evaluate it and record it in the weights manifest.
+"""Train one checkpoint from its recipe, evaluate it and write it with its manifest entry.
 
-    python -m training.train bp_mlp --dataset mnist [--epochs N] [--seed S] [--init ID] [--data-root DIR]
-    python -m training.train bp_mlp --dataset cifar10 --pending "why it is not trained"
+    python -m training.train bp_mlp --dataset mnist                       # the recipe: published into weights/
+    python -m training.train bp_mlp --dataset mnist --epochs 1 --limit 2000 --out /tmp/smoke
+    python -m training.train bp_mlp --dataset cifar10 --out runs/x --resume   # continue an interrupted run
+    torchrun --nproc_per_node=2 -m training.train bp_mlp --dataset mnist --out runs/ddp   # data-parallel
 
-The checkpoint goes to ``weights/<id>-<sha256[:8]>.safetensors`` beside the manifest, with every field of
-its manifest entry (metrics on the full official test split, recipe, hashes).
+Where a run writes: ``--out DIR`` receives the checkpoint ``<id>-<sha8>.safetensors``, its manifest entry
+``entry.json`` (metrics on the full official test split, recipe, learning curve, provenance) and, after every
+epoch, the resumable training state; nothing else is touched. Without ``--out`` only a run of the recipe exactly
+as written (no ``--epochs``, ``--seed``, ``--limit``, ``--set`` or other ``--init``) may run: it trains in
+``runs/<id>/`` and then publishes into ``weights/`` and ``weights_manifest.json`` (see :mod:`training.publish`),
+from a clean git tree only. The same command, seed and thread count give the same checkpoint bytes.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from filelock import FileLock
 
-from training.provenance import git_commit, hardware
-from training.recipes import load_recipe
+from training.provenance import REPO_ROOT, git_commit, hardware
+from training.publish import ENTRY_JSON, publish_run, update_manifest
+from training.recipes import apply_override, load_recipe
 from zoo.checkpoint import load_into, save_checkpoint
 from zoo.data import DATASETS, load_split
+from zoo.devices import DEVICE_CHOICES, resolve_device
+from zoo.distributed import from_environment
+from zoo.errors import ZooError
 from zoo.evaluate import full_metrics, top1
-from zoo.fit import FitConfig, fit
+from zoo.fit import EpochRecord, FitConfig, fit
 from zoo.integrity import sha256_file
-from zoo.manifest import Entry, Manifest, read_manifest, write_manifest
+from zoo.manifest import Entry
 from zoo.paths import manifest_path
 from zoo.registry import Family, get_family
+from zoo.train_state import clear_train_state, saved_epochs
 
 WEIGHTS_URL = "https://github.com/bioplausible-zoo/bioplausible-zoo/releases/download/weights-v1/"
 HF_ORG = "bioplausible-zoo"
 LICENSE = "MIT"
 ALIGNMENT_BATCH = 1000  # first test images: the fixed batch of metrics.alignment_deg
+RUNS_DIR = REPO_ROOT / "runs"
+
+
+class UsageError(ValueError):
+    """A command line the training script refuses, with what to do instead."""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -45,21 +59,31 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     parser.add_argument("--seed", type=int, help="override the recipe's seed")
     parser.add_argument("--init", help="start from this published checkpoint (same learning rule), e.g. bp_mlp.mnist")
-    parser.add_argument("--data-root", type=Path, help="dataset root (default: $ZOO_DATA_ROOT or the user cache)")
     parser.add_argument("--limit", type=int, help="train on the first N training images only (smoke runs)")
-    parser.add_argument("--manifest", type=Path, help="manifest to update (default: the checkout's)")
+    parser.add_argument("--test-limit", type=int, help="evaluate on the first N test images only (smoke runs)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override one recipe value, e.g. fit.rule.lr=0.01 or arch.dropout=0 (JSON values)")
+    parser.add_argument("--out", type=Path, help="write the checkpoint, entry.json and the resumable state here")
+    parser.add_argument("--resume", action="store_true", help="continue from the state saved in the run folder")
+    parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} (default: auto)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, i.e. $OMP_NUM_THREADS)")
+    parser.add_argument("--data-root", type=Path, help="dataset root (default: $ZOO_DATA_ROOT or the user cache)")
+    parser.add_argument("--manifest", type=Path, help="manifest a recipe run publishes into (default: the checkout's)")
     parser.add_argument("--pending", metavar="REASON", help="record a pending entry with this reason; train nothing")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar, one line per epoch")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser.parse_args(argv)
 
 
 def command_line(args: argparse.Namespace) -> str:
-    """The command that reproduces the run (paths and display options left out)."""
+    """The command that reproduces the run (paths, device and display options left out)."""
     parts = [args.entrypoint, "--dataset", args.dataset]
-    for flag in ("epochs", "seed", "init", "limit"):
+    for flag in ("epochs", "seed", "init", "limit", "test_limit"):
         value = getattr(args, flag)
         if value is not None:
-            parts += [f"--{flag}", str(value)]
+            parts += [f"--{flag.replace('_', '-')}", str(value)]
+    for override in args.overrides:
+        parts += ["--set", override]
     return "python -m training.train " + " ".join(shlex.quote(p) for p in parts)
 
 
@@ -72,7 +96,55 @@ def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
         config["fit"]["seed"] = args.seed
     if args.init is not None:
         config["init"] = args.init
+    for override in args.overrides:
+        apply_override(config, override)
     return config
+
+
+def departures(args: argparse.Namespace) -> list[str]:
+    """How the command line departs from the recipe as written (empty for a recipe run)."""
+    recipe = load_recipe(args.entrypoint, args.dataset)
+    out = [f"--set {o}" for o in args.overrides]
+    if args.limit is not None:
+        out.append(f"--limit {args.limit}")
+    if args.test_limit is not None:
+        out.append(f"--test-limit {args.test_limit}")
+    if args.epochs is not None and args.epochs != recipe["fit"]["epochs"]:
+        out.append(f"--epochs {args.epochs}")
+    if args.seed is not None and args.seed != recipe["fit"]["seed"]:
+        out.append(f"--seed {args.seed}")
+    if args.init is not None and args.init != recipe["init"]:
+        out.append(f"--init {args.init}")
+    return out
+
+
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse values that cannot make a run, naming what is accepted."""
+    for flag, value in (("--limit", args.limit), ("--test-limit", args.test_limit)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be a positive number of images, got {value}")
+    if args.epochs is not None and args.epochs < 1:
+        raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads must be at least 1, got {args.threads}")
+
+
+def init_entry(family: Family, init: str) -> Entry:
+    """The published entry ``--init`` names, checked to be of the same learning rule."""
+    import zoo
+    from zoo.errors import UnknownModelError
+
+    try:
+        entry = zoo.get_weights(init).entry
+    except UnknownModelError as exc:
+        raise UsageError(f"--init {init}: {exc}") from None
+    if not entry.published:
+        raise UsageError(f"--init {init}: that checkpoint is pending (not trained yet), so there is nothing to start "
+                         f"from; train it first with: {entry.recipe.get('command')}")
+    if entry.learning_rule != family.learning_rule or entry.entrypoint != family.name:
+        raise UsageError(f"--init {init} was trained by {entry.entrypoint} ({entry.learning_rule}); "
+                         f"{family.name} continues only from its own checkpoints ({family.learning_rule})")
+    return entry
 
 
 def initial_model(family: Family, arch: dict[str, Any], init: str | None) -> torch.nn.Module:
@@ -80,14 +152,9 @@ def initial_model(family: Family, arch: dict[str, Any], init: str | None) -> tor
     model = family.build_model(arch)
     if init is None:
         return model
-    import zoo
     from zoo.resolve import resolve_file
 
-    entry = zoo.get_weights(init).entry
-    if entry.learning_rule != family.learning_rule or entry.entrypoint != family.name:
-        raise ValueError(f"--init {init} was trained by {entry.entrypoint} ({entry.learning_rule}); "
-                         f"{family.name} continues only from its own checkpoints ({family.learning_rule})")
-    return load_into(model, resolve_file(entry))
+    return load_into(model, resolve_file(init_entry(family, init)))
 
 
 def base_entry(family: Family, dataset: str, arch: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
@@ -100,77 +167,149 @@ def base_entry(family: Family, dataset: str, arch: dict[str, Any], recipe: dict[
             "license": LICENSE}
 
 
-def publish(manifest_file: Path, entry_fields: dict[str, Any], model: torch.nn.Module, family: Family,
-            arch: dict[str, Any]) -> Entry:
-    """Write the checkpoint under its content-addressed name and the entry into the manifest."""
-    folder = manifest_file.parent / "weights"
-    folder.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder) as tmp:
-        staged = save_checkpoint(model, Path(tmp) / "model.safetensors", entrypoint=family.name, arch=arch)
-        sha = sha256_file(staged)
-        relative = f"weights/{entry_fields['id']}-{sha[:8]}.safetensors"
-        os.replace(staged, manifest_file.parent / relative)
-    path = manifest_file.parent / relative
-    entry = Entry.from_dict({**entry_fields, "status": "published", "file": relative, "sha256": sha,
-                             "size_bytes": path.stat().st_size,
+def write_run_output(out_dir: Path, entry_fields: dict[str, Any], model: torch.nn.Module, family: Family,
+                     arch: dict[str, Any]) -> Entry:
+    """Write the checkpoint under its content-addressed name and ``entry.json`` (its future manifest entry)."""
+    staged = save_checkpoint(model, out_dir / "model.safetensors.partial", entrypoint=family.name, arch=arch)
+    sha = sha256_file(staged)
+    name = f"{entry_fields['id']}-{sha[:8]}.safetensors"
+    os.replace(staged, out_dir / name)
+    entry = Entry.from_dict({**entry_fields, "status": "published", "file": f"weights/{name}", "sha256": sha,
+                             "size_bytes": (out_dir / name).stat().st_size,
                              "num_params": sum(p.numel() for p in model.parameters()),
-                             "url": WEIGHTS_URL + path.name})
-    update_manifest(manifest_file, entry)
+                             "url": WEIGHTS_URL + name})
+    tmp = out_dir / (ENTRY_JSON + ".tmp")
+    tmp.write_text(json.dumps(entry.to_dict(), indent=2) + "\n")
+    os.replace(tmp, out_dir / ENTRY_JSON)
     return entry
 
 
-def update_manifest(manifest_file: Path, entry: Entry) -> None:
-    """Add or replace ``entry``; delete the file of the entry it replaces if no longer referenced."""
-    with FileLock(str(manifest_file) + ".lock"):  # parallel training runs each add their entry
-        current = read_manifest(manifest_file) if manifest_file.is_file() else Manifest({})
-        old = current.entries.get(entry.id)
-        write_manifest(current.with_entry(entry), manifest_file)
-    if old is not None and old.file and old.file != entry.file:
-        (manifest_file.parent / old.file).unlink(missing_ok=True)
+def run_folder(args: argparse.Namespace, model_id: str, departed: list[str]) -> Path:
+    """Where the run writes; a run that departs from its recipe must be given ``--out``."""
+    if args.out is not None:
+        return Path(args.out)
+    if departed:
+        raise UsageError(f"this run departs from its recipe ({', '.join(departed)}), so it must not replace the "
+                         f"published checkpoint of {model_id}; pass --out DIR to write its checkpoint and manifest "
+                         "entry there instead")
+    return RUNS_DIR / model_id
 
 
-def train(args: argparse.Namespace) -> Entry:
-    """Run the recipe and record the result; return the manifest entry."""
+def run_device(spec: str) -> torch.device:
+    """The training device; under torchrun with CUDA each process takes the GPU of its ``LOCAL_RANK``."""
+    try:
+        device = resolve_device(spec)
+        if device.type == "cuda" and "LOCAL_RANK" in os.environ and spec in ("auto", "cuda"):
+            device = resolve_device(f"cuda:{int(os.environ['LOCAL_RANK'])}")
+    except ValueError as exc:
+        raise UsageError(f"--device: {exc}") from None
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    return device
+
+
+def train(args: argparse.Namespace) -> Entry | None:
+    """Run the recipe and write the result; return the entry (``None`` on processes other than rank 0)."""
+    check_arguments(args)
     family = get_family(args.entrypoint)
     config = resolved_config(args)
     arch = family.arch_for(args.dataset, **config["arch"])
     fit_config = FitConfig(**config["fit"])
-    manifest_file = args.manifest or manifest_path()
-    recipe = {"command": command_line(args), "config": config, "seed": fit_config.seed, "epochs": fit_config.epochs}
+    model_id = f"{family.name}.{args.dataset}"
+    recipe: dict[str, Any] = {"command": command_line(args), "config": config, "seed": fit_config.seed,
+                              "epochs": fit_config.epochs}
     if args.pending:
         entry = Entry.from_dict({**base_entry(family, args.dataset, arch, recipe), "status": "pending",
                                  "pending_reason": args.pending})
-        update_manifest(manifest_file, entry)
+        update_manifest(args.manifest or manifest_path(), entry)
         return entry
 
+    departed = departures(args)
+    out_dir = run_folder(args, model_id, departed)
+    publishing = args.out is None
     commit = git_commit()  # the code as it is when the run starts
-    model = initial_model(family, arch, config["init"])
-    train_x, train_y = load_split(args.dataset, "train", args.data_root, limit=args.limit)
-    test_x, test_y = load_split(args.dataset, "test", args.data_root)
-
-    def report(epoch: int, loss: float) -> None:
-        print(f"epoch {epoch + 1}/{fit_config.epochs}  loss {loss:.4f}  test top-1 {top1(model, test_x, test_y):.2f}%",
-              flush=True)
-
+    if publishing and "-dirty" in commit:
+        raise UsageError("refusing to publish from a git tree with uncommitted changes (the recorded commit would "
+                         "not reproduce the checkpoint); commit them first, or pass --out DIR for a private run")
     if config["init"] is not None:
+        init_entry(family, config["init"])  # a clear error before any data is read
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = run_device(args.device)
+    collective = from_environment(device)
+    previous = saved_epochs(out_dir)
+    if previous is not None and not args.resume:
+        raise UsageError(f"{out_dir} holds the saved state of a run after epoch {previous}; pass --resume to continue "
+                         "it, or choose another --out (or delete that folder) to start again")
+    if args.resume and previous is not None:
+        check_same_run(out_dir, recipe)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    torch.manual_seed(fit_config.seed)  # before anything random is built: weights, feedback matrices, Hebbian init
+    model = initial_model(family, arch, config["init"]).to(device)
+    train_x, train_y = load_split(args.dataset, "train", args.data_root, limit=args.limit)
+    test_x, test_y = load_split(args.dataset, "test", args.data_root, limit=args.test_limit)
+    log = collective.is_main
+
+    def report(epoch: int, record: EpochRecord) -> None:
+        if log:
+            record["test_top1"] = top1(model, test_x, test_y)
+            print(f"{model_id} epoch {epoch + 1}/{fit_config.epochs}  loss {record['train_loss']:.4f}  "
+                  f"test top-1 {record['test_top1']:.2f}%  ({record['wall_s']:.0f} s)", flush=True)
+
+    if config["init"] is not None and log and previous is None:
         print(f"start ({config['init']}): test top-1 {top1(model, test_x, test_y):.2f}%", flush=True)
-    start = time.perf_counter()
-    fit(model, family, train_x, train_y, fit_config, on_epoch_end=report, progress=not args.no_progress)
-    wall = time.perf_counter() - start
-    metrics = full_metrics(model, test_x, test_y)
+    if log:
+        (out_dir / "run.json").write_text(json.dumps({"command": recipe["command"], "config": config}, indent=1))
+    history = fit(model, family, train_x, train_y, fit_config, on_epoch_end=report,
+                  progress=False if args.no_progress else None, state_dir=out_dir, resume=args.resume,
+                  collective=collective)
+    if not log:
+        return None
+    metrics = full_metrics(model, test_x, test_y, args.dataset)
     if family.alignment is not None:
-        batch = test_x[:ALIGNMENT_BATCH].to(torch.float32).div_(255.0)
-        metrics["alignment_deg"] = family.alignment(model, batch, test_y[:ALIGNMENT_BATCH])
-    recipe.update({"wall_time_s": round(wall, 1), "hardware": hardware(), "torch_version": torch.__version__,
-                   "git_commit": commit})
-    entry_fields = {**base_entry(family, args.dataset, arch, recipe), "metrics": metrics}
-    entry = publish(manifest_file, entry_fields, model, family, arch)
-    print(f"{entry.id}: top-1 {metrics['top1']:.2f}% -> {entry.file} ({wall:.0f} s)", flush=True)
+        batch = test_x[:ALIGNMENT_BATCH].to(torch.float32).div_(255.0).to(device)
+        metrics["alignment_deg"] = family.alignment(model, batch, test_y[:ALIGNMENT_BATCH].to(device))
+    wall = sum(record["wall_s"] for record in history)
+    recipe.update({"wall_time_s": round(wall, 1), "hardware": hardware(device), "torch_version": torch.__version__,
+                   "git_commit": commit, "threads": torch.get_num_threads(), "device": device.type,
+                   "processes": collective.world, "curve": history})
+    if departed:
+        recipe["departures"] = departed
+    entry = write_run_output(out_dir, {**base_entry(family, args.dataset, arch, recipe), "metrics": metrics},
+                             model.cpu(), family, arch)
+    clear_train_state(out_dir)
+    print(f"{entry.id}: top-1 {metrics['top1']:.2f}% -> {out_dir / entry.filename} ({wall:.0f} s)", flush=True)
+    if publishing:
+        entry = publish_run(out_dir, args.manifest or manifest_path())
+        print(f"published {entry.id} -> {entry.file}", flush=True)
     return entry
 
 
+def check_same_run(out_dir: Path, recipe: dict[str, Any]) -> None:
+    """``--resume`` continues only the run that saved the state: same command and resolved recipe."""
+    saved = json.loads((out_dir / "run.json").read_text())
+    if saved["command"] != recipe["command"] or saved["config"] != recipe["config"]:
+        raise UsageError(f"--resume: {out_dir} holds the state of another run ({saved['command']}); "
+                         f"resume it with that command, or choose another --out")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    train(parse_args(argv))
+    """Command-line entry point; a refused command line or a failed run prints one ``error:`` line (the traceback
+    with ``--debug``) and returns 2."""
+    args = parse_args(argv)
+    try:
+        train(args)
+    except (ZooError, ValueError, OSError) as exc:  # UsageError and PublishError are ValueErrors
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     return 0
 
 

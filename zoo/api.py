@@ -80,20 +80,26 @@ def build_from_entry(entry: Entry, path: Path) -> nn.Module:
     return model.eval()
 
 
-def load(model_id: str, *, source: str = "auto") -> nn.Module:
-    """A pretrained model in eval mode on the CPU.
+def load(model_id: str, *, source: str = "auto", device: str | torch.device = "cpu") -> nn.Module:
+    """A pretrained model in eval mode on ``device`` (``cpu`` by default; ``auto``, ``cuda``, ``cuda:N``, ``mps``).
 
     ``source``: ``"auto"`` (checkout, then torch hub cache, then URL, then Hugging Face Hub), ``"local"``,
-    ``"cache"``, ``"url"`` or ``"hf"``. The file's SHA-256 is checked against the manifest every time.
+    ``"cache"``, ``"url"`` or ``"hf"``. The file's SHA-256 is checked against the manifest every time. Checkpoints
+    are CPU fp32 files; the tensors are moved to ``device`` after loading, so every checkpoint loads anywhere.
     """
+    from zoo.devices import resolve_device
+
+    target = resolve_device(device)
     entry = get_entry(model_id)
     raise_if_pending(entry)
     if source == "hf":
         from zoo.hub_layout import from_hub
 
-        return from_hub(entry.hf["repo_id"], revision=entry.hf["revision"], filename=entry.hf["filename"],
-                        expected_sha256=entry.sha256)
-    return build_from_entry(entry, resolve_file(entry, source))
+        model = from_hub(entry.hf["repo_id"], revision=entry.hf["revision"], filename=entry.hf["filename"],
+                         expected_sha256=entry.sha256)
+    else:
+        model = build_from_entry(entry, resolve_file(entry, source))
+    return model.to(target)
 
 
 def create_model(entrypoint: str, weights: str | None = "DEFAULT", *, dataset: str | None = None,

@@ -104,6 +104,14 @@ def _cmd_show_filters(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_curves(args: argparse.Namespace) -> int:
+    from zoo.api import get_entry
+    from zoo.curves import save_curves
+
+    print(save_curves([get_entry(i) for i in args.ids], args.out))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m zoo`` argument parser."""
     from zoo.resolve import SOURCES
@@ -149,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cols", type=int, help="units per row (default: a square grid)")
     p.add_argument("--source", choices=SOURCES, default="auto")
     p.set_defaults(run=_cmd_show_filters)
+    p = sub.add_parser("curves", help="plot the learning curves recorded by training runs (needs matplotlib)")
+    p.add_argument("ids", nargs="+")
+    p.add_argument("--out", type=Path, default=Path("curves.png"), help="image file (default: curves.png)")
+    p.set_defaults(run=_cmd_curves)
     return parser
 
 

@@ -65,3 +65,7 @@ class UnsafePickleError(DataFormatError, pickle.UnpicklingError):
 
 class UnsafeArchiveError(DataFormatError):
     """An archive holds a member that would land outside its target folder, or is not a plain file/folder."""
+
+
+class MissingExtraError(ZooError, ImportError):
+    """An optional dependency (an "extra") is not installed."""

@@ -6,17 +6,20 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from zoo.manifest import FGSM_EPSILONS, NOISE_SIGMAS
+from zoo.devices import model_device
+from zoo.metric_grid import NOISE_SIGMAS, fgsm_epsilons, perturbation_size
 
 EVAL_BATCH = 1000
 NOISE_SEED = 0
 
 
-def _batches(images: Tensor, labels: Tensor, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+def _batches(images: Tensor, labels: Tensor, batch_size: int,
+             device: torch.device) -> Iterator[tuple[Tensor, Tensor]]:
+    """Float batches in [0, 1] and their labels (on the CPU; moved to ``device`` by the caller)."""
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
         x = x.to(torch.float32).div_(255.0) if x.dtype == torch.uint8 else x.to(torch.float32)
-        yield x, labels[start:start + batch_size]
+        yield x, labels[start:start + batch_size].to(device)
 
 
 def _percent(correct: int, total: int) -> float:
@@ -32,12 +35,13 @@ def top1(model: nn.Module, images: Tensor, labels: Tensor, *, noise_sigma: float
     is added and the result clipped to [0, 1].
     """
     model.eval()
+    device = model_device(model)
     generator = torch.Generator().manual_seed(NOISE_SEED)
     correct = 0
-    for x, y in _batches(images, labels, batch_size):
+    for x, y in _batches(images, labels, batch_size, device):
         if noise_sigma > 0:
             x = (x + noise_sigma * torch.randn(x.shape, generator=generator)).clamp_(0.0, 1.0)
-        correct += int((model(x).argmax(1) == y).sum())
+        correct += int((model(x.to(device)).argmax(1) == y).sum())
     return _percent(correct, len(labels))
 
 
@@ -45,9 +49,10 @@ def top1_fgsm(model: nn.Module, images: Tensor, labels: Tensor, eps: float, *,
               batch_size: int = EVAL_BATCH) -> float:
     """Top-1 accuracy in percent under the fast gradient sign attack of size ``eps`` (clipped to [0, 1])."""
     model.eval()
+    device = model_device(model)
     correct = 0
-    for x, y in _batches(images, labels, batch_size):
-        x = x.requires_grad_(True)
+    for x, y in _batches(images, labels, batch_size, device):
+        x = x.to(device).requires_grad_(True)
         loss = nn.functional.cross_entropy(model(x), y)
         (grad,) = torch.autograd.grad(loss, x)
         with torch.no_grad():
@@ -56,13 +61,16 @@ def top1_fgsm(model: nn.Module, images: Tensor, labels: Tensor, eps: float, *,
     return _percent(correct, len(labels))
 
 
-def full_metrics(model: nn.Module, images: Tensor, labels: Tensor, *, gradients: bool = True) -> dict[str, object]:
-    """The manifest's metrics: ``top1``, ``n_eval``, ``top1_noise`` and (where gradients exist) ``top1_fgsm``."""
+def full_metrics(model: nn.Module, images: Tensor, labels: Tensor, dataset: str, *,
+                 gradients: bool = True) -> dict[str, object]:
+    """The manifest's metrics: ``top1``, ``n_eval``, ``top1_noise`` and (where gradients exist) ``top1_fgsm`` at
+    the ε of ``dataset`` (:mod:`zoo.metric_grid`)."""
     metrics: dict[str, object] = {
         "top1": top1(model, images, labels),
         "n_eval": int(len(labels)),
         "top1_noise": {s: top1(model, images, labels, noise_sigma=float(s)) for s in NOISE_SIGMAS},
     }
     if gradients:
-        metrics["top1_fgsm"] = {e: top1_fgsm(model, images, labels, float(e)) for e in FGSM_EPSILONS}
+        metrics["top1_fgsm"] = {e: top1_fgsm(model, images, labels, perturbation_size(e))
+                                for e in fgsm_epsilons(dataset)}
     return metrics

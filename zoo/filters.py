@@ -19,11 +19,7 @@ from typing import Any
 import numpy as np
 from torch import Tensor, nn
 
-from zoo.errors import ZooError
-
-
-class MissingExtraError(ZooError, ImportError):
-    """An optional dependency (an "extra") is not installed."""
+from zoo.plotting import pyplot
 
 
 def input_shape(model: nn.Module) -> tuple[int, int, int]:
@@ -77,22 +73,10 @@ def filter_grid(model: nn.Module, n: int = 100, cols: int | None = None, gap: in
     return grid
 
 
-def _pyplot() -> Any:
-    try:
-        import matplotlib
-    except ImportError as exc:
-        raise MissingExtraError("drawing filters needs matplotlib, an optional extra: "
-                                "pip install matplotlib (or pip install -r requirements-extras.txt)") from exc
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def save_filters(model: nn.Module, out: str | Path, n: int = 100, cols: int | None = None,
                  title: str | None = None) -> Path:
     """Draw :func:`filter_grid` to an image file (format from the suffix: .png, .pdf, .svg ...); return its path."""
-    plt = _pyplot()
+    plt = pyplot("drawing filters")
     grid = filter_grid(model, n, cols)
     name, weight = first_fc_weight(model)
     shown = min(int(n), weight.shape[0])

@@ -1,25 +1,39 @@
-"""The epoch loop shared by every learning rule: shuffling, augmentation, progress, per-epoch evaluation.
+"""The epoch loop shared by every learning rule: shuffling, augmentation, devices, data parallelism, progress,
+per-epoch history and resumable state.
 
 The rule itself is the family's :class:`~zoo.trainer.Trainer`; this loop only feeds it batches, so
 ``fit`` fine-tunes any zoo model with its own learning rule.
 """
 from __future__ import annotations
 
+import sys
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from zoo.devices import model_device
+from zoo.distributed import SINGLE, Collective
 from zoo.registry import Family
+from zoo.train_state import load_train_state, save_train_state, saved_epochs
 
-AUGMENTATIONS = ("none", "shift")
+AUGMENTATIONS = ("none", "shift", "crop_flip")
+
+EpochRecord = dict[str, Any]
 
 
 @dataclass(frozen=True)
 class FitConfig:
-    """How long and on what the rule trains; ``rule`` holds the rule's own hyperparameters."""
+    """How long and on what the rule trains; ``rule`` holds the rule's own hyperparameters.
+
+    ``augment``: ``"none"``; ``"shift"`` (translate each image by up to ``max_shift`` pixels, zero fill: a random
+    crop of the zero-padded image); ``"crop_flip"`` (the same crop, then a horizontal flip with probability 1/2:
+    the standard CIFAR-10 augmentation with ``max_shift=4``).
+    """
 
     epochs: int
     batch_size: int = 100
@@ -46,31 +60,75 @@ def random_shift(x: Tensor, max_shift: int, generator: torch.Generator) -> Tenso
     return padded[torch.arange(n).view(n, 1, 1, 1), torch.arange(c).view(1, c, 1, 1), rows, cols]
 
 
+def random_flip(x: Tensor, generator: torch.Generator) -> Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    flip = torch.rand(x.shape[0], generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
+
+
+def augment(x: Tensor, config: FitConfig, generator: torch.Generator) -> Tensor:
+    """``config.augment`` applied to a batch of float images."""
+    if config.augment == "none":
+        return x
+    x = random_shift(x, config.max_shift, generator)
+    return random_flip(x, generator) if config.augment == "crop_flip" else x
+
+
 def fit(model: nn.Module, family: Family, images: Tensor, labels: Tensor, config: FitConfig, *,
-        on_epoch_end: Callable[[int, float], None] | None = None, progress: bool = True) -> list[float]:
-    """Train ``model`` with its family's learning rule on uint8 ``images`` ``[N, C, H, W]``; return the mean
-    loss of each epoch. ``on_epoch_end(epoch, loss)`` runs after every epoch (e.g. to evaluate)."""
+        on_epoch_end: Callable[[int, EpochRecord], None] | None = None, progress: bool | None = None,
+        state_dir: Path | None = None, resume: bool = False, collective: Collective = SINGLE) -> list[EpochRecord]:
+    """Train ``model`` with its family's learning rule on uint8 ``images`` ``[N, C, H, W]`` and return one record
+    per epoch (``epoch``, ``train_loss``, ``wall_s`` and what ``on_epoch_end`` added to it).
+
+    The model trains on the device it is on; batches are built on the CPU (so augmentation draws the same numbers
+    on every device) and moved there. ``on_epoch_end(epoch, record)`` runs after every epoch (e.g. to evaluate and
+    add ``test_top1``). ``progress``: a tqdm bar per epoch, by default only when stderr is a terminal.
+    With ``state_dir``, the whole training state is saved there after every epoch (:mod:`zoo.train_state`);
+    ``resume=True`` continues from it, giving the same result as a run that was never interrupted.
+    ``collective`` (:mod:`zoo.distributed`): each process trains on its shard of every global batch.
+    """
+    if len(images) < 1:
+        raise ValueError("no training images: the training set is empty")
+    if collective.distributed and len(images) % config.batch_size:
+        raise ValueError(f"data-parallel training needs whole global batches: {len(images)} training images do "
+                         f"not split into batches of {config.batch_size}")
+    shard = collective.shard_size(config.batch_size)
+    device = model_device(model)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     steps_per_epoch = (len(images) + config.batch_size - 1) // config.batch_size
-    trainer = family.trainer(model, config.rule, steps_per_epoch, config.epochs)
-    losses: list[float] = []
-    for epoch in range(config.epochs):
+    trainer = family.trainer(model, config.rule, steps_per_epoch, config.epochs, collective=collective)
+    history: list[EpochRecord] = []
+    if resume and state_dir is not None and saved_epochs(state_dir) is not None:
+        saved, trainer_state = load_train_state(state_dir, model=model, generator=generator)
+        trainer.load_state_dict(trainer_state)
+        history = list(saved.extra["history"])
+    show = (sys.stderr.isatty() if progress is None else progress) and collective.is_main
+    for epoch in range(len(history), config.epochs):
         model.train()
+        start = time.perf_counter()
         order = torch.randperm(len(images), generator=generator)
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64)
         bar = tqdm(range(steps_per_epoch), desc=f"{family.name} epoch {epoch + 1}/{config.epochs}",
-                   disable=not progress, leave=False)
+                   disable=not show, leave=False)
         for step in bar:
             index = order[step * config.batch_size:(step + 1) * config.batch_size]
-            x = images[index].to(torch.float32).div_(255.0)
-            if config.augment == "shift":
-                x = random_shift(x, config.max_shift, generator)
-            loss = trainer.step(x, labels[index])
+            x = augment(images[index].to(torch.float32).div_(255.0), config, generator)
+            y = labels[index]
+            if collective.distributed:
+                x, y = x[collective.rank * shard:(collective.rank + 1) * shard], y[collective.rank * shard:
+                                                                                   (collective.rank + 1) * shard]
+            loss = trainer.step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
             total += loss
             bar.set_postfix(loss=f"{loss:.4f}")
-        losses.append(total / steps_per_epoch)
+        collective.mean_(total)
+        record: EpochRecord = {"epoch": epoch + 1, "train_loss": round(float(total) / steps_per_epoch, 6),
+                               "wall_s": round(time.perf_counter() - start, 2)}
         model.eval()
         if on_epoch_end is not None:
-            on_epoch_end(epoch, losses[-1])
-    return losses
+            on_epoch_end(epoch, record)
+        history.append(record)
+        if state_dir is not None and collective.is_main:
+            save_train_state(state_dir, model=model, trainer_state=trainer.state_dict(), generator=generator,
+                             epochs_done=epoch + 1, extra={"history": history})
+    return history

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from zoo.errors import ManifestError
+from zoo.metric_grid import NOISE_SIGMAS, fgsm_epsilons
 
 SCHEMA_VERSION = 1
 DATASET_TAGS = ("mnist", "fashion_mnist", "cifar10")
 STATUSES = ("published", "pending")
-NOISE_SIGMAS = ("0.1", "0.2", "0.3")
-FGSM_EPSILONS = ("0.05", "0.1")
 
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -126,7 +125,7 @@ def _validate_published(raw: Mapping[str, Any], where: str) -> None:
            "a positive integer", metrics["n_eval"])
     _check_curve(metrics["top1_noise"], NOISE_SIGMAS, where, "metrics.top1_noise")
     if "top1_fgsm" in metrics:
-        _check_curve(metrics["top1_fgsm"], FGSM_EPSILONS, where, "metrics.top1_fgsm")
+        _check_curve(metrics["top1_fgsm"], fgsm_epsilons(raw["dataset"]), where, "metrics.top1_fgsm")
 
 
 def _check_curve(curve: Any, keys: tuple[str, ...], where: str, name: str) -> None:

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import torch
 from torch import Tensor, nn
+
+from zoo.distributed import SINGLE, Collective
 
 
 class Trainer(ABC):
@@ -14,15 +16,25 @@ class Trainer(ABC):
 
     ``config`` holds the rule's hyperparameters as written in a training recipe; the run's length
     (``steps_per_epoch * epochs``) lets rules anneal their learning rate or switch phase by epoch.
+    ``collective`` is the group of processes of a data-parallel run (:mod:`zoo.distributed`); a rule combines
+    its shard's gradients or updates through it before applying them.
+
+    ``state_attrs`` (collected over the class hierarchy) names the attributes that make up the trainer's state
+    between steps: optimisers, nested trainers, tensors and numbers. :meth:`state_dict` /
+    :meth:`load_state_dict` save and restore them, so a resumed run continues exactly.
     """
 
-    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> None:
+    state_attrs: ClassVar[tuple[str, ...]] = ("step_count",)
+
+    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
+                 collective: Collective = SINGLE) -> None:
         self.model = model
         self.config = dict(config)
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.epochs = epochs
         self.total_steps = self.steps_per_epoch * max(1, epochs)
         self.step_count = 0
+        self.collective = collective
 
     @abstractmethod
     def step(self, x: Tensor, y: Tensor) -> float:
@@ -36,6 +48,36 @@ class Trainer(ABC):
         """Fraction of the run done, in ``[0, 1]``."""
         return min(1.0, self.step_count / self.total_steps)
 
+    def _state_names(self) -> list[str]:
+        names: list[str] = []
+        for cls in reversed(type(self).__mro__):
+            for name in vars(cls).get("state_attrs", ()):
+                if name not in names:
+                    names.append(name)
+        return names
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trainer's state between two steps (see ``state_attrs``)."""
+        out: dict[str, Any] = {}
+        for name in self._state_names():
+            value = getattr(self, name)
+            out[name] = value.state_dict() if isinstance(value, (torch.optim.Optimizer, Trainer)) else value
+        return out
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (tensors may be on the CPU; they move to the model's device)."""
+        missing = sorted(set(self._state_names()) - set(state))
+        if missing:
+            raise ValueError(f"{type(self).__name__}: saved state lacks {missing}")
+        for name in self._state_names():
+            current, saved = getattr(self, name), state[name]
+            if isinstance(current, (torch.optim.Optimizer, Trainer)):
+                current.load_state_dict(saved)
+            elif isinstance(current, Tensor):
+                current.copy_(saved)
+            else:
+                setattr(self, name, saved)
+
 
 class GradientTrainer(Trainer):
     """Minimises cross-entropy with the gradients that the model's layers compute.
@@ -46,17 +88,20 @@ class GradientTrainer(Trainer):
     ``schedule`` (``cosine`` | ``constant``).
     """
 
-    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> None:
-        super().__init__(model, config, steps_per_epoch, epochs)
+    state_attrs = ("optimizer",)
+
+    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
+                 collective: Collective = SINGLE) -> None:
+        super().__init__(model, config, steps_per_epoch, epochs, collective=collective)
         self.base_lr = float(self.config.get("lr", 1e-3))
-        params = [p for p in model.parameters() if p.requires_grad]
+        self.params = [p for p in model.parameters() if p.requires_grad]
         name = self.config.get("optimizer", "adam")
         decay = float(self.config.get("weight_decay", 0.0))
         if name == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(params, lr=self.base_lr, weight_decay=decay)
+            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.params, lr=self.base_lr, weight_decay=decay)
         elif name == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=self.base_lr, momentum=float(self.config.get("momentum", 0.9)),
-                                             weight_decay=decay)
+            self.optimizer = torch.optim.SGD(self.params, lr=self.base_lr,
+                                             momentum=float(self.config.get("momentum", 0.9)), weight_decay=decay)
         else:
             raise ValueError(f"unknown optimizer {name!r}; accepted: 'adam', 'sgd'")
         self.schedule = self.config.get("schedule", "cosine")
@@ -79,6 +124,7 @@ class GradientTrainer(Trainer):
         self.optimizer.zero_grad(set_to_none=True)
         loss = self.loss(self.model(x), y)
         loss.backward()
+        self.collective.average_(p.grad for p in self.params)
         self.optimizer.step()
         self.step_count += 1
         return float(loss.detach())

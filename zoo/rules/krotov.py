@@ -49,6 +49,7 @@ from torch import Tensor, nn
 
 from zoo.alignment import gradient_alignment
 from zoo.archs.hebbian import BioCellHead, HebbianNet, linear_head, mlp_head
+from zoo.distributed import SINGLE, Collective
 from zoo.registry import Family, register
 from zoo.trainer import GradientTrainer, Trainer
 
@@ -81,12 +82,15 @@ def annealed_lr(lr0: float, step: int, total_steps: int) -> float:
 
 
 def krotov_update(weight: Tensor, v: Tensor, lr: float, *, p: float = 3.0, k: int = 7, delta: float = 0.4,
-                  wp: Tensor | None = None, precision: float = 1e-30) -> dict[str, float]:
+                  wp: Tensor | None = None, precision: float = 1e-30,
+                  collective: Collective = SINGLE) -> dict[str, float]:
     """One in-place Krotov-Hopfield update of ``weight`` ``[hidden, inputs]`` on a batch ``v`` ``[B, inputs]``.
 
     ``wp`` is a cache of ``signed_power(weight, p - 1)`` (kept in step on the touched rows); without it, it
     is computed. Returns ``{"max_update": max|dW|, "norm_deviation": mean |sum |W_i|^p - 1| of the updated rows,
-    "rows": number of updated rows}``.
+    "rows": number of updated rows}``. In a data-parallel run (``collective``), ``v`` is this process's shard:
+    the processes sum their (dense) ``dW`` before it is normalised and applied, which is the update of the whole
+    global batch.
     """
     with torch.no_grad():
         if wp is None:
@@ -97,13 +101,17 @@ def krotov_update(weight: Tensor, v: Tensor, lr: float, *, p: float = 3.0, k: in
         rows_all = torch.cat([winners, kth])
         samples = torch.arange(batch, device=v.device)
         coef_current = torch.cat([currents[samples, winners], -delta * currents[samples, kth]])
+        if collective.distributed:                                       # every row may be touched by some shard
+            rows_all = torch.cat([rows_all, torch.arange(weight.shape[0], device=v.device)])
+            coef_current = torch.cat([coef_current, coef_current.new_zeros(weight.shape[0])])
         rows, local = torch.unique(rows_all, return_inverse=True)          # touched rows, sorted
         ds = torch.zeros(len(rows), v.shape[1], dtype=weight.dtype, device=weight.device)
         ds.index_add_(0, local[:batch], v)                                 # g v^T, g = +1 for the winners
-        ds.index_add_(0, local[batch:], v, alpha=-delta)                   # g = -delta for the k-th units
+        ds.index_add_(0, local[batch:2 * batch], v, alpha=-delta)                  # g = -delta for the k-th units
         xx = torch.zeros(len(rows), dtype=weight.dtype, device=weight.device).index_add_(0, local, coef_current)
         w_rows = weight[rows]
         ds.sub_(xx.unsqueeze(1) * w_rows)
+        collective.sum_(ds)
         nc = max(float(ds.abs().max()), precision)
         w_rows.add_(ds, alpha=lr / nc)
         weight[rows] = w_rows
@@ -148,10 +156,12 @@ class HebbianPhaseTrainer(Trainer):
     head_trainer_class: type[GradientTrainer] = GradientTrainer
     defaults: Mapping[str, Any] = {}
     head_during_hebbian_default = False
+    state_attrs = ("head_trainer", "hebbian_step_count")
     COMMON = {"hebbian_epochs": 1, "hebbian_lr": 0.02, "head_during_hebbian": None, "head_optimizer": "adam",
               "head_lr": 1e-3, "head_schedule": "cosine", "head_weight_decay": 0.0, "head_momentum": 0.9}
 
-    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> None:
+    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
+                 collective: Collective = SINGLE) -> None:
         known = {**self.COMMON, **self.defaults}
         unknown = sorted(set(config) - set(known))
         if unknown:
@@ -159,7 +169,7 @@ class HebbianPhaseTrainer(Trainer):
         merged = {**known, **dict(config)}
         if merged["head_during_hebbian"] is None:
             merged["head_during_hebbian"] = self.head_during_hebbian_default
-        super().__init__(model, merged, steps_per_epoch, epochs)
+        super().__init__(model, merged, steps_per_epoch, epochs, collective=collective)
         if not isinstance(model, HebbianNet):
             raise TypeError(f"{type(self).__name__} trains HebbianNet models, not {type(model).__name__}")
         self.net: HebbianNet = model
@@ -175,7 +185,8 @@ class HebbianPhaseTrainer(Trainer):
         head_config = {"optimizer": merged["head_optimizer"], "lr": merged["head_lr"],
                        "schedule": merged["head_schedule"], "weight_decay": merged["head_weight_decay"],
                        "momentum": merged["head_momentum"], **self.head_config_extra(merged)}
-        self.head_trainer = self.head_trainer_class(model, head_config, self.steps_per_epoch, max(1, self.head_epochs))
+        self.head_trainer = self.head_trainer_class(model, head_config, self.steps_per_epoch, max(1, self.head_epochs),
+                                                    collective=collective)
         self.hebbian_step_count = 0
 
     def head_config_extra(self, config: Mapping[str, Any]) -> dict[str, Any]:
@@ -214,8 +225,9 @@ class KrotovTrainer(HebbianPhaseTrainer):
 
     defaults = {"p": 3.0, "k": 7, "delta": 0.4}
 
-    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> None:
-        super().__init__(model, config, steps_per_epoch, epochs)
+    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
+                 collective: Collective = SINGLE) -> None:
+        super().__init__(model, config, steps_per_epoch, epochs, collective=collective)
         self.p = float(self.config["p"])
         self.k = int(self.config["k"])
         self.delta = float(self.config["delta"])
@@ -228,7 +240,8 @@ class KrotovTrainer(HebbianPhaseTrainer):
             self._wp = signed_power(weight.data, self.p - 1.0)
             self._wp_epoch = self.epoch()
         v = self.net.hebbian_input(x)
-        stats = krotov_update(weight.data, v, self.hebbian_lr(), p=self.p, k=self.k, delta=self.delta, wp=self._wp)
+        stats = krotov_update(weight.data, v, self.hebbian_lr(), p=self.p, k=self.k, delta=self.delta, wp=self._wp,
+                              collective=self.collective)
         return stats["norm_deviation"]
 
 

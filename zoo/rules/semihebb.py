@@ -42,6 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.archs.hebbian import HebbianNet, linear_head
+from zoo.distributed import SINGLE, Collective
 from zoo.registry import Family, register
 from zoo.rules.krotov import HebbianPhaseTrainer
 
@@ -79,15 +80,15 @@ def hebb_update(weight: Tensor, v: Tensor, lr: float) -> None:
 
 
 def gupta_update(weight: Tensor, v: Tensor, lr: float, theta: Tensor, count: int,
-                 keep_fraction: float = 0.1) -> int:
+                 keep_fraction: float = 0.1, collective: Collective = SINGLE) -> int:
     """One thresholded, sparse Hebbian update of ``weight`` in place; returns the new count of seen batches.
 
     ``theta`` (same shape as ``weight``) holds the running mean of the Hebbian products of the ``count`` previous
-    batches and is updated in place.
+    batches and is updated in place. In a data-parallel run the processes average their batch products first.
     """
     if not 0.0 < keep_fraction <= 1.0:
         raise ValueError(f"keep_fraction must be in (0, 1], got {keep_fraction}")
-    product = hebbian_product(torch.relu(v @ weight.t()), v)
+    product = collective.mean_(hebbian_product(torch.relu(v @ weight.t()), v))
     update = product - theta if count > 0 else product.clone()
     if keep_fraction < 1.0:
         update.mul_(update >= quantile_threshold(update, 1.0 - keep_fraction))
@@ -97,11 +98,12 @@ def gupta_update(weight: Tensor, v: Tensor, lr: float, theta: Tensor, count: int
     return count + 1
 
 
-def oja_update(weight: Tensor, v: Tensor, lr: float) -> None:
-    """Oja's rule for every unit, ``W += lr * (z^T v - diag(sum z^2) W) / B`` with ``z = relu(W v)``, in place."""
+def oja_update(weight: Tensor, v: Tensor, lr: float, collective: Collective = SINGLE) -> None:
+    """Oja's rule for every unit, ``W += lr * (z^T v - diag(sum z^2) W) / B`` with ``z = relu(W v)``, in place
+    (batch means averaged over the processes of a data-parallel run)."""
     z = torch.relu(v @ weight.t())
-    decay = (z * z).mean(0).unsqueeze(1)
-    weight.add_(hebbian_product(z, v) - decay * weight, alpha=lr)
+    decay = collective.mean_((z * z).mean(0).unsqueeze(1))
+    weight.add_(collective.mean_(hebbian_product(z, v)) - decay * weight, alpha=lr)
 
 
 class SemiHebbTrainer(HebbianPhaseTrainer):
@@ -114,9 +116,11 @@ class SemiHebbTrainer(HebbianPhaseTrainer):
 
     defaults = {"keep_fraction": 0.1}
     head_during_hebbian_default = True
+    state_attrs = ("theta", "count")
 
-    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> None:
-        super().__init__(model, config, steps_per_epoch, epochs)
+    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
+                 collective: Collective = SINGLE) -> None:
+        super().__init__(model, config, steps_per_epoch, epochs, collective=collective)
         self.local_rule = getattr(model, "local_rule", "gupta")
         if self.local_rule not in LOCAL_RULES:
             raise ValueError(f"unknown local_rule {self.local_rule!r}; accepted: {LOCAL_RULES}")
@@ -129,9 +133,10 @@ class SemiHebbTrainer(HebbianPhaseTrainer):
         before = weight.clone()
         v = self.net.hebbian_input(x)
         if self.local_rule == "gupta":
-            self.count = gupta_update(weight, v, self.hebbian_lr(), self.theta, self.count, self.keep_fraction)
+            self.count = gupta_update(weight, v, self.hebbian_lr(), self.theta, self.count, self.keep_fraction,
+                                      self.collective)
         else:
-            oja_update(weight, v, self.hebbian_lr())
+            oja_update(weight, v, self.hebbian_lr(), self.collective)
         if not torch.isfinite(weight).all():
             raise FloatingPointError(f"{self.local_rule} update produced non-finite weights; lower hebbian_lr")
         return float((weight - before).abs().mean())

@@ -35,6 +35,7 @@ from torch.nn import functional as F
 
 from zoo.alignment import compare
 from zoo.archs.mlp import MLP
+from zoo.distributed import SINGLE, Collective
 from zoo.registry import Family, register
 from zoo.trainer import Trainer
 
@@ -102,13 +103,16 @@ def compute_targets(model: DTPNetwork, h: Sequence[Tensor], y: Tensor, target_lr
     return Targets(h, logits.detach(), targets)
 
 
-def inverse_loss(model: DTPNetwork, h: Sequence[Tensor], noise: float) -> Tensor:
+def inverse_loss(model: DTPNetwork, h: Sequence[Tensor], noise: float, collective: Collective = SINGLE) -> Tensor:
     """Step 2: the reconstruction loss of every inverse on noise-corrupted activations (batch mean, summed
-    over units and inverses). Only the inverses' parameters receive its gradient."""
+    over units and inverses). Only the inverses' parameters receive its gradient. The noise is drawn for the
+    global batch of a data-parallel run and sliced (:meth:`~zoo.distributed.Collective.local`)."""
     total = h[0].new_zeros(())
     for layer in range(2, len(h)):
         below = h[layer - 1].detach()
-        corrupted = below + noise * torch.randn_like(below)
+        shape = (below.shape[0] * collective.world, *below.shape[1:])
+        draw = collective.local(torch.randn(shape, dtype=below.dtype, device=below.device))
+        corrupted = below + noise * draw
         with torch.no_grad():
             up = model.layer(layer, corrupted)
         total = total + (model.inverse(layer, up) - corrupted).pow(2).sum(1).mean()
@@ -141,8 +145,11 @@ class DTPTrainer(Trainer):
     corruption), ``inverse_steps`` (inverse updates per batch), ``momentum``, ``weight_decay``,
     ``schedule`` (``cosine`` | ``constant``, for both learning rates)."""
 
-    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int) -> None:
-        super().__init__(model, config, steps_per_epoch, epochs)
+    state_attrs = ("forward_optimizer", "inverse_optimizer")
+
+    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
+                 collective: Collective = SINGLE) -> None:
+        super().__init__(model, config, steps_per_epoch, epochs, collective=collective)
         if not isinstance(model, DTPNetwork):
             raise TypeError(f"DTPTrainer trains a DTPNetwork, not {type(model).__name__}")
         self.net: DTPNetwork = model
@@ -156,10 +163,10 @@ class DTPTrainer(Trainer):
         self.schedule = get("schedule", "cosine")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}; accepted: 'cosine', 'constant'")
-        forward_params = [p for n, p in model.named_parameters() if not n.startswith("inverses.")]
-        self.forward_optimizer = _optimizer(forward_params, name, self.lr, momentum, decay)
-        self.inverse_optimizer = _optimizer(list(self.net.inverses.parameters()), name, self.inverse_lr, momentum, 0.0)
-        self.last_inverse_loss = math.nan
+        self.forward_params = [p for n, p in model.named_parameters() if not n.startswith("inverses.")]
+        self.inverse_params = list(self.net.inverses.parameters())
+        self.forward_optimizer = _optimizer(self.forward_params, name, self.lr, momentum, decay)
+        self.inverse_optimizer = _optimizer(self.inverse_params, name, self.inverse_lr, momentum, 0.0)
 
     def factor(self) -> float:
         """Learning-rate multiplier of the current step (cosine annealing or 1)."""
@@ -172,8 +179,9 @@ class DTPTrainer(Trainer):
         for group in self.inverse_optimizer.param_groups:
             group["lr"] = self.inverse_lr * self.factor()
         self.inverse_optimizer.zero_grad(set_to_none=True)
-        loss = inverse_loss(self.net, h, self.noise)
+        loss = inverse_loss(self.net, h, self.noise, self.collective)
         loss.backward()
+        self.collective.average_(p.grad for p in self.inverse_params)
         self.inverse_optimizer.step()
         return float(loss.detach())
 
@@ -184,11 +192,12 @@ class DTPTrainer(Trainer):
             h = local_forward(self.net, x)
             if train_inverses:
                 for _ in range(self.inverse_steps):
-                    self.last_inverse_loss = self.train_inverses(h)
+                    self.train_inverses(h)
             targets = compute_targets(self.net, h, y, self.target_lr)
             self.forward_optimizer.zero_grad(set_to_none=True)
             loss = forward_loss(self.net, h, targets, y)
             loss.backward()
+            self.collective.average_(p.grad for p in self.forward_params)
         return loss.detach(), F.cross_entropy(targets.logits, y)
 
     def step(self, x: Tensor, y: Tensor) -> float:
