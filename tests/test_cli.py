@@ -40,3 +40,70 @@ def test_unknown_id_is_one_clear_line() -> None:
     result = run("info", "bp_mlp.mnsit")
     assert result.returncode == 2
     assert "Did you mean: bp_mlp.mnist" in result.stderr and "Traceback" not in result.stderr
+
+
+def add_entry(tiny_zoo, **changes: object) -> str:
+    """Add a copy of the tiny entry with ``changes`` to the tiny manifest (through the manifest's own writer)."""
+    from zoo.manifest import Entry, read_manifest, write_manifest
+
+    manifest = read_manifest(tiny_zoo.manifest)
+    entry = manifest.entries[tiny_zoo.model_id]
+    new = Entry(**{**entry.__dict__, **changes})
+    write_manifest(manifest.with_entry(new), tiny_zoo.manifest)
+    return new.id
+
+
+def test_verify_checks_every_hash_and_reports_missing_data(tiny_zoo, tmp_path) -> None:
+    name = f"weights/bp_mlp.fashion_mnist-{tiny_zoo.sha256[:8]}.safetensors"
+    (tiny_zoo.root / name).write_bytes(tiny_zoo.checkpoint.read_bytes())
+    fashion = add_entry(tiny_zoo, id="bp_mlp.fashion_mnist", dataset="fashion_mnist", file=name)
+    empty = {"ZOO_DATA_ROOT": str(tmp_path / "no-data")}
+    strict = run("verify", env_extra=empty)
+    assert strict.returncode == 1, strict.stdout + strict.stderr
+    lines = strict.stdout.splitlines()
+    assert any(line.startswith("ok") and tiny_zoo.model_id in line and "top1" in line for line in lines)
+    assert any(line.startswith("ok") and fashion in line and "sha256" in line for line in lines)
+    assert any(line.startswith("skip") and fashion in line and "not checked" in line for line in lines)
+    assert "--allow-missing-data" in strict.stderr
+    relaxed = run("verify", "--allow-missing-data", env_extra=empty)
+    assert relaxed.returncode == 0 and "1 top-1 not checked" in relaxed.stdout
+
+
+def test_verify_refuses_unknown_and_pending_ids(tiny_zoo) -> None:
+    typo = run("verify", "bp_mlp.mnst")
+    assert typo.returncode == 2 and "Did you mean: bp_mlp.mnist" in typo.stderr
+    pending = add_entry(tiny_zoo, id="bp_mlp.cifar10", dataset="cifar10", status="pending",
+                        pending_reason="Not trained yet.", file=None, sha256=None, size_bytes=None, num_params=None,
+                        metrics={}, url=None)
+    refused = run("verify", pending)
+    assert refused.returncode == 2 and "not published yet" in refused.stderr
+
+
+def test_export_hf_refuses_a_non_empty_folder_and_leaves_nothing_on_failure(tiny_zoo, tmp_path) -> None:
+    target = tmp_path / "checkout"
+    target.mkdir()
+    (target / "README.md").write_text("the project's own readme")
+    refused = run("export-hf", tiny_zoo.model_id, str(target))
+    assert refused.returncode == 2 and "not empty" in refused.stderr and "--force" in refused.stderr
+    assert (target / "README.md").read_text() == "the project's own readme"
+    forced = run("export-hf", tiny_zoo.model_id, str(target), "--force")
+    assert forced.returncode == 0 and (target / "model.safetensors").is_file()
+    onto_file = run("export-hf", tiny_zoo.model_id, str(target / "README.md"))
+    assert onto_file.returncode == 2 and onto_file.stderr.startswith("error: ") and "Traceback" not in onto_file.stderr
+    tiny_zoo.checkpoint.unlink()  # no copy anywhere and no network: the export fails
+    failed = run("export-hf", tiny_zoo.model_id, str(tmp_path / "new"), env_extra={"ZOO_OFFLINE": "1"})
+    assert failed.returncode == 2 and not (tmp_path / "new").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_cli_errors_are_one_line_with_debug_for_the_traceback(tiny_zoo) -> None:
+    from zoo.integrity import sha256_file
+
+    bad_limit = run("eval", tiny_zoo.model_id, "--limit", "0")
+    assert bad_limit.returncode == 2 and bad_limit.stderr == "error: --limit must be a positive number of images, got 0\n"
+    tiny_zoo.checkpoint.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a safetensors header")
+    add_entry(tiny_zoo, sha256=sha256_file(tiny_zoo.checkpoint), size_bytes=tiny_zoo.checkpoint.stat().st_size)
+    malformed = run("eval", tiny_zoo.model_id, "--limit", "10")
+    assert malformed.returncode == 2 and malformed.stderr.startswith("error: ") and "Traceback" not in malformed.stderr
+    debug = run("--debug", "eval", tiny_zoo.model_id, "--limit", "10")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr

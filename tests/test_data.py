@@ -33,7 +33,7 @@ from zoo.data import DATASETS, DataFormatError, DatasetInfo, UnsafeArchiveError,
 from zoo.data import default_data_root, load_split  # noqa: E402
 from zoo.data import checksums  # noqa: E402
 from zoo.data.bundle import BUNDLED_DIR  # noqa: E402
-from zoo.data.catalog import CIFAR_PY_MD5, IDX_SHA256  # noqa: E402
+from zoo.data.catalog import CIFAR_BIN_MD5, CIFAR_PY_MD5, IDX_SHA256  # noqa: E402
 from zoo.data.cifar import restricted_loads  # noqa: E402
 from zoo.data.fetch import safe_extract  # noqa: E402
 from zoo.errors import ChecksumError, DatasetNotFoundError, DownloadError, ZooError  # noqa: E402
@@ -262,6 +262,34 @@ def test_corrupted_byte_raises_checksum_error(data_root: Path, tmp_path: Path, c
     assert diff == [[5, 0, 300 // 28, 300 % 28]]
 
 
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_header_claiming_millions_of_images_allocates_nothing(gz: bool, data_root: Path, tmp_path: Path) -> None:
+    """A 7.8 MB file whose header claims 3,000,000 images (2.4 GB) is refused with the claim and the real size, without
+    allocating what the header claims."""
+    import struct
+    import tracemalloc
+
+    raw_dir = make_raw_dir(tmp_path)
+    images = raw_file(data_root, "mnist", TEST_IMAGES).read_bytes()
+    (raw_dir / TEST_LABELS).write_bytes(raw_file(data_root, "mnist", TEST_LABELS).read_bytes())
+    forged = images[:4] + struct.pack(">I", 3_000_000) + images[8:]
+    if gz:
+        gzip_to(forged, raw_dir / f"{TEST_IMAGES}.gz")
+    else:
+        (raw_dir / TEST_IMAGES).write_bytes(forged)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataFormatError) as e:
+            load_split("mnist", "test", tmp_path, verify=False)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    message = str(e.value)
+    assert TEST_IMAGES in message and "3000000 items" in message
+    assert str(len(forged) - 16) in message or str(len(forged)) in message, message
+    assert peak < 64 * 1024 * 1024, f"peak {peak / 2**20:.0f} MiB for a claim of 2.4 GB"
+
+
 def test_wrong_magic_and_truncation_are_clear_errors(data_root: Path, tmp_path: Path) -> None:
     raw_dir = make_raw_dir(tmp_path)
     images = raw_file(data_root, "mnist", TEST_IMAGES).read_bytes()
@@ -279,7 +307,7 @@ def test_wrong_magic_and_truncation_are_clear_errors(data_root: Path, tmp_path: 
         load_split("mnist", "test", tmp_path)
     # Truncated, raw and gzipped.
     (raw_dir / TEST_IMAGES).write_bytes(images[:-1000])
-    with pytest.raises(DataFormatError, match="truncated"):
+    with pytest.raises(DataFormatError, match="header claims 10000 items of 784 bytes"):
         load_split("mnist", "test", tmp_path)
     with pytest.raises(DataFormatError, match="header"):  # size check even when only a prefix is read
         load_split("mnist", "test", tmp_path, limit=5, verify=False)
@@ -400,8 +428,11 @@ def test_cifar_generated_files_fail_official_checksum(cifar: dict[str, Any]) -> 
     assert hashlib.md5(path.read_bytes()).hexdigest() in msg
     with pytest.raises(ChecksumError, match="data_batch_1"):
         load_split("cifar10", "train", cifar["py"], limit=10)
-    # The binary version has no per-file official hashes: structure only, so verify=True loads it.
-    x, _ = load_split("cifar10", "test", cifar["bin"], limit=20)
+    binary = cifar["bin"] / "cifar-10-batches-bin" / "test_batch.bin"
+    with pytest.raises(ChecksumError) as e:
+        load_split("cifar10", "test", cifar["bin"], limit=20)
+    assert str(binary) in str(e.value) and CIFAR_BIN_MD5["test_batch.bin"] in str(e.value)
+    x, _ = load_split("cifar10", "test", cifar["bin"], limit=20, verify=False)
     assert np.array_equal(x.numpy(), cifar["fc"].test_images[:20])
 
 
@@ -472,12 +503,12 @@ def test_cifar_binary_structure_and_missing(cifar: dict[str, Any], tmp_path: Pat
     src = cifar["bin"] / "cifar-10-batches-bin" / "test_batch.bin"
     (folder / "test_batch.bin").write_bytes(src.read_bytes()[:-3073])
     with pytest.raises(DataFormatError, match="30730000"):
-        load_split("cifar10", "test", tmp_path)
+        load_split("cifar10", "test", tmp_path, verify=False)  # generated content: structure checks only
     data = bytearray(src.read_bytes())
     data[3073 * 9] = 10  # label byte of record 9 out of range
     (folder / "test_batch.bin").write_bytes(data)
     with pytest.raises(DataFormatError, match="labels out of range"):
-        load_split("cifar10", "test", tmp_path)
+        load_split("cifar10", "test", tmp_path, verify=False)
     empty = tmp_path / "empty"
     with pytest.raises(DatasetNotFoundError) as e:
         load_split("cifar10", "train", empty)
@@ -607,3 +638,20 @@ def test_download_offline_mode_is_reported(tmp_path: Path, monkeypatch: pytest.M
         load_split("fashion_mnist", "test", tmp_path, download=True)
     x, _ = load_split("mnist", "test", tmp_path)  # the bundled MNIST test split needs no network
     assert x.shape == (10_000, 1, 28, 28)
+
+
+# ------------------------------------------------------------------------------------ real CIFAR-10
+
+
+def test_real_cifar10_binary_files_verify_and_read(data_root: Path) -> None:
+    """The official binary batches beside the checkout: MD5-verified, 50,000 / 10,000 images, 5,000 / 1,000 per
+    class, the first labels of the official release, and the training set's well-known channel means."""
+    if not (data_root / "cifar-10-batches-bin").is_dir():
+        pytest.skip(f"{data_root} has no cifar-10-batches-bin folder")
+    train_x, train_y = load_split("cifar10", "train", data_root)
+    test_x, test_y = load_split("cifar10", "test", data_root)
+    assert train_x.shape == (50_000, 3, 32, 32) and test_x.shape == (10_000, 3, 32, 32)
+    assert torch.bincount(train_y).tolist() == [5000] * 10 and torch.bincount(test_y).tolist() == [1000] * 10
+    assert int(test_y[0]) == 3 and int(train_y[0]) == 6  # "cat", "frog"
+    means = train_x.to(torch.float64).div(255.0).mean((0, 2, 3))
+    assert torch.allclose(means, torch.tensor([0.4914, 0.4822, 0.4465], dtype=torch.float64), atol=5e-5)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import torch
 
 import zoo
-from zoo.errors import DownloadError, HashMismatchError, OfflineError, WeightsPendingError
+from zoo.errors import DownloadError, HashMismatchError, OfflineError, WeightsPendingError, ZooError
 from zoo.hub_layout import export_folder
 from zoo.resolve import cached_file, resolve_file
 
@@ -27,14 +28,61 @@ def test_checkout_file_loads_in_eval_mode(tiny_zoo) -> None:
     assert zoo.get_weights(tiny_zoo.model_id).meta["sha256"] == tiny_zoo.sha256
 
 
+def corrupt(path: Path) -> bytes:
+    """Flip the last byte of ``path``; return the original bytes."""
+    good = path.read_bytes()
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 0xFF]))
+    return good
+
+
 def test_corrupted_checkout_file_names_file_and_hashes(tiny_zoo) -> None:
-    data = bytearray(tiny_zoo.checkpoint.read_bytes())
-    data[-1] ^= 0xFF
-    tiny_zoo.checkpoint.write_bytes(bytes(data))
+    corrupt(tiny_zoo.checkpoint)
     with pytest.raises(HashMismatchError) as info:
-        zoo.load(tiny_zoo.model_id)
+        zoo.load(tiny_zoo.model_id, source="local")
     message = str(info.value)
     assert str(tiny_zoo.checkpoint) in message and tiny_zoo.sha256 in message and info.value.actual in message
+
+
+def test_auto_skips_a_corrupted_copy_and_repairs_the_cache(tiny_zoo, file_server, monkeypatch) -> None:
+    good = corrupt(tiny_zoo.checkpoint)
+    server = file_server({tiny_zoo.checkpoint.name: good})
+    monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url)
+    entry = zoo.get_weights(tiny_zoo.model_id).entry
+    cached_file(entry).parent.mkdir(parents=True)
+    cached_file(entry).write_bytes(good[:100])  # a truncated cache file
+    with pytest.warns(UserWarning) as caught:
+        model = zoo.load(tiny_zoo.model_id)
+    assert same_model(model, tiny_zoo.model)
+    messages = [str(w.message) for w in caught]
+    assert any(str(tiny_zoo.checkpoint) in m and "corrupted local copy" in m for m in messages)
+    assert any(str(cached_file(entry)) in m and "corrupted cache copy" in m for m in messages)
+    assert cached_file(entry).read_bytes() == good, "the bad cache file is replaced by the verified download"
+
+
+def test_every_source_failing_lists_what_each_gave(tiny_zoo, file_server, hub_server, monkeypatch) -> None:
+    server, _ = move_to_server(tiny_zoo, file_server)
+    monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url + "/nothing-here")
+    monkeypatch.setenv("HF_ENDPOINT", hub_server({}).endpoint)
+    with pytest.raises(DownloadError) as info:
+        zoo.load(tiny_zoo.model_id)
+    lines = str(info.value).splitlines()
+    for source in ("local: no checkpoint at", "cache: no checkpoint at", "url: HTTP 404", "hf: "):
+        assert any(line.strip().startswith(source) for line in lines), (source, lines)
+
+
+def test_unwritable_cache_is_one_line_and_the_chain_goes_on(tiny_zoo, file_server, hub_server, tmp_path,
+                                                           monkeypatch) -> None:
+    server, _ = move_to_server(tiny_zoo, file_server)
+    monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url)
+    monkeypatch.setenv("HF_ENDPOINT", hub_server({}).endpoint)
+    blocked = tmp_path / "torch-home-is-a-file"
+    blocked.write_text("")  # no folder can be made below it, whoever runs the test (root ignores chmod)
+    monkeypatch.setenv("TORCH_HOME", str(blocked))
+    with pytest.raises(DownloadError) as info:
+        zoo.load(tiny_zoo.model_id)
+    url_line = next(line for line in str(info.value).splitlines() if line.strip().startswith("url:"))
+    assert f"cannot write the cache folder {blocked / 'hub' / 'checkpoints'}" in url_line and "TORCH_HOME" in url_line
+    assert any(line.strip().startswith("hf:") for line in str(info.value).splitlines()), "the chain goes on"
 
 
 def move_to_server(tiny_zoo, file_server):
@@ -64,7 +112,9 @@ def test_corrupted_cache_is_detected_every_time(tiny_zoo, file_server, monkeypat
     path = resolve_file(zoo.get_weights(tiny_zoo.model_id).entry)
     path.write_bytes(path.read_bytes()[:-1] + b"\0")
     with pytest.raises(HashMismatchError, match=str(path)):
-        zoo.load(tiny_zoo.model_id)
+        zoo.load(tiny_zoo.model_id, source="cache")
+    with pytest.warns(UserWarning, match=f"corrupted cache copy {path}"):
+        zoo.load(tiny_zoo.model_id)  # auto: detected again, skipped, replaced by a verified download
 
 
 def test_wrong_bytes_from_server_leave_nothing_in_cache(tiny_zoo, file_server, monkeypatch) -> None:
@@ -98,13 +148,32 @@ def test_export_hf_folder_layout(tiny_zoo, tmp_path) -> None:
 
 
 def test_load_from_hub_reads_the_exported_layout(tiny_zoo, hub_server, tmp_path, monkeypatch) -> None:
-    server = hub_server(hub_repo(tiny_zoo, tmp_path))
+    repos = hub_repo(tiny_zoo, tmp_path)
+    server = hub_server(repos)
     monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
     model = zoo.load(tiny_zoo.model_id, source="hf")
     assert same_model(model, tiny_zoo.model) and not model.training
     assert any("config.json" in r for r in server.requests)
-    repo_id = next(iter(hub_repo(tiny_zoo, tmp_path)))
+    repo_id = next(iter(repos))
     assert same_model(zoo.from_hub(repo_id), tiny_zoo.model)
+
+
+@pytest.mark.parametrize("field, value", [("arch", "mean"), ("entrypoint", "fa_mlp"), ("sha256", "0" * 64)])
+def test_hub_config_must_agree_with_the_manifest(field, value, tiny_zoo, hub_server, tmp_path, monkeypatch) -> None:
+    """A Hub config that silently changed the normalisation (or names another model or file) is refused, by
+    ``zoo.load(source="hf")`` and ``zoo.from_hub`` alike, with the field it disagrees on."""
+    repos = hub_repo(tiny_zoo, tmp_path)
+    repo_id = next(iter(repos))
+    config = json.loads(repos[repo_id]["config.json"])
+    if field == "arch":
+        config["arch"] = {**config["arch"], "mean": [0.9], "std": [0.01]}
+    else:
+        config[field] = value
+    repos[repo_id]["config.json"] = json.dumps(config).encode()
+    monkeypatch.setenv("HF_ENDPOINT", hub_server(repos).endpoint)
+    for load in (lambda: zoo.load(tiny_zoo.model_id, source="hf"), lambda: zoo.from_hub(repo_id)):
+        with pytest.raises(ZooError, match=f"disagrees with the manifest entry of bp_mlp.mnist in field '{field}'"):
+            load()
 
 
 def test_auto_falls_back_from_broken_url_to_hub(tiny_zoo, file_server, hub_server, tmp_path, monkeypatch) -> None:

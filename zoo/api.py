@@ -91,15 +91,7 @@ def load(model_id: str, *, source: str = "auto", device: str | torch.device = "c
 
     target = resolve_device(device)
     entry = get_entry(model_id)
-    raise_if_pending(entry)
-    if source == "hf":
-        from zoo.hub_layout import from_hub
-
-        model = from_hub(entry.hf["repo_id"], revision=entry.hf["revision"], filename=entry.hf["filename"],
-                         expected_sha256=entry.sha256)
-    else:
-        model = build_from_entry(entry, resolve_file(entry, source))
-    return model.to(target)
+    return build_from_entry(entry, resolve_file(entry, source)).to(target)
 
 
 def create_model(entrypoint: str, weights: str | None = "DEFAULT", *, dataset: str | None = None,

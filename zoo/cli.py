@@ -51,6 +51,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from zoo.data import load_split
     from zoo.evaluate import top1
 
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be a positive number of images, got {args.limit}")
     entry = get_entry(args.id)
     model = load(args.id, source=args.source)
     images, labels = load_split(entry.dataset, args.split, args.data_root, limit=args.limit)
@@ -61,24 +63,35 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from zoo.api import manifest
+    from zoo.api import get_entry, manifest
+    from zoo.resolve import raise_if_pending
     from zoo.verify import verify_entry
 
-    entries = [e for e in manifest().entries.values() if e.published and (not args.ids or e.id in args.ids)]
-    failures = 0
+    if args.ids:
+        entries = [get_entry(model_id) for model_id in args.ids]  # unknown ids: an error with close matches
+        for entry in entries:
+            raise_if_pending(entry)
+    else:
+        entries = [e for e in manifest().entries.values() if e.published]
+    failures = missing = 0
     for entry in entries:
         for check in verify_entry(entry, args.data_root):
             print(check, flush=True)
-            failures += not check.ok
+            missing += check.missing_data
+            failures += not check.ok and not check.missing_data
     pending = sum(not e.published for e in manifest().entries.values())
-    print(f"verify: {len(entries)} published checkpoints checked, {failures} mismatches, {pending} pending entries")
-    return 1 if failures else 0
+    print(f"verify: {len(entries)} published checkpoints checked, {failures} mismatches, {missing} top-1 not "
+          f"checked (dataset missing), {pending} pending entries")
+    if missing and not args.allow_missing_data:
+        print("verify: datasets are missing (see 'not checked' above): pass --data-root DIR or set ZOO_DATA_ROOT, "
+              "or --allow-missing-data to accept that", file=sys.stderr)
+    return 1 if failures or (missing and not args.allow_missing_data) else 0
 
 
 def _cmd_export_hf(args: argparse.Namespace) -> int:
     from zoo.hub_layout import export_folder
 
-    print(export_folder(args.id, args.dir))
+    print(export_folder(args.id, args.dir, force=args.force))
     return 0
 
 
@@ -118,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="python -m zoo", description="bioplausible-zoo: pretrained checkpoints "
                                      "of biologically plausible learning rules")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="list checkpoints")
     p.add_argument("--all", action="store_true", help="include pending checkpoints")
@@ -139,10 +153,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("verify", help="recompute hashes, sizes, parameter counts and accuracies")
     p.add_argument("ids", nargs="*", help="only these ids (default: every published checkpoint)")
     p.add_argument("--data-root", type=Path)
+    p.add_argument("--allow-missing-data", action="store_true",
+                   help="succeed when a dataset is missing (its top-1 figures are reported as not checked)")
     p.set_defaults(run=_cmd_verify)
     p = sub.add_parser("export-hf", help="write a Hugging Face Hub folder (config.json, model.safetensors, README.md)")
     p.add_argument("id")
     p.add_argument("dir", type=Path)
+    p.add_argument("--force", action="store_true", help="replace those three files in a non-empty folder")
     p.set_defaults(run=_cmd_export_hf)
     p = sub.add_parser("push", help="export a checkpoint and upload it to the Hugging Face Hub")
     p.add_argument("id")
@@ -165,11 +182,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; zoo errors print one clear line and exit with status 2."""
+    """Run the command line; every error prints ``error: ...`` (its traceback only with ``--debug``) and exits
+    with status 2."""
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except (ZooError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - the command line reports every failure the same way
+        if args.debug:
+            raise
+        text = str(exc) if isinstance(exc, (ZooError, OSError, ValueError)) else f"{type(exc).__name__}: {exc}"
+        print(f"error: {text}", file=sys.stderr)
         return 2

@@ -10,7 +10,9 @@ revision and endpoint.
 from __future__ import annotations
 
 import os
+import socket
 import threading
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ from zoo.errors import DownloadError, OfflineError, PushError, ZooError
 __all__ = ["DEFAULT_ENDPOINT", "PushError", "hf_cache_dir", "hf_download", "hf_endpoint", "push_folder"]
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
+CONNECT_TIMEOUT_ENV = "ZOO_HF_CONNECT_TIMEOUT"
+DEFAULT_CONNECT_TIMEOUT = 3.0
 _SYNC_LOCK = threading.Lock()
 
 
@@ -55,6 +59,31 @@ def _sync_offline_constant(offline: bool) -> None:
     if constants.HF_HUB_OFFLINE != offline:
         with _SYNC_LOCK:
             constants.HF_HUB_OFFLINE = offline
+
+
+def connect_timeout() -> float:
+    """Seconds the zoo waits to connect to the Hub before giving up (``$ZOO_HF_CONNECT_TIMEOUT``, default 3)."""
+    value = os.environ.get(CONNECT_TIMEOUT_ENV, "")
+    try:
+        return float(value) if value.strip() else DEFAULT_CONNECT_TIMEOUT
+    except ValueError:
+        raise ValueError(f"{CONNECT_TIMEOUT_ENV} must be a number of seconds, got {value!r}") from None
+
+
+def _unreachable(endpoint: str) -> str | None:
+    """Why ``endpoint`` cannot be connected to within :func:`connect_timeout` (``None`` if it can).
+
+    huggingface_hub retries an unreachable endpoint with back-off for ~25 s; one short TCP connect first lets the
+    zoo fall back to the cache (or fail) in seconds.
+    """
+    parts = urllib.parse.urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    timeout = connect_timeout()
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=timeout).close()
+    except OSError as exc:
+        return f"the endpoint {endpoint} cannot be reached ({type(exc).__name__}: {exc}; connect timeout {timeout} s)"
+    return None
 
 
 def _where(repo_id: str, filename: str, revision: str, endpoint: str) -> str:
@@ -103,6 +132,7 @@ def hf_download(
     cache = Path(cache_dir) if cache_dir is not None else hf_cache_dir()
     where = _where(repo_id, filename, rev, endpoint)
     _sync_offline_constant(offline)
+    unreachable = None if offline else _unreachable(endpoint)
     try:
         path = hf_hub_download(
             repo_id=repo_id,
@@ -110,7 +140,7 @@ def hf_download(
             revision=rev,
             cache_dir=cache,
             endpoint=endpoint,
-            local_files_only=offline,
+            local_files_only=offline or unreachable is not None,
             token=token,
         )
     except GatedRepoError as e:
@@ -132,6 +162,9 @@ def hf_download(
             f"at revision {rev!r}."
         ) from e
     except (LocalEntryNotFoundError, OfflineModeIsEnabled) as e:
+        if unreachable is not None:
+            raise DownloadError(f"Cannot download {where}: {unreachable}, and the file is not in the Hugging Face "
+                                f"cache {cache}. ({CONNECT_TIMEOUT_ENV} sets the connect timeout.)") from None
         if offline:
             raise OfflineError(
                 f"Cannot load {where}: offline mode is on (HF_HUB_OFFLINE / ZOO_OFFLINE) and the file is not "

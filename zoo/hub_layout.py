@@ -2,61 +2,87 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from torch import nn
 
 from zoo.api import get_entry
-from zoo.checkpoint import load_into
 from zoo.errors import ZooError
 from zoo.integrity import check_sha256
 from zoo.manifest import Entry
 from zoo.model_card import render_model_card
-from zoo.registry import get_family
-from zoo.resolve import raise_if_pending, resolve_file
+from zoo.resolve import hub_config_values, raise_if_pending, resolve_file
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
 def hub_config(entry: Entry) -> dict[str, Any]:
-    """What ``config.json`` holds: enough to rebuild the model and check the weights file."""
-    return {"library_name": "bioplausible-zoo", "zoo_id": entry.id, "entrypoint": entry.entrypoint,
-            "dataset": entry.dataset, "learning_rule": entry.learning_rule, "arch": entry.arch,
-            "input": entry.input, "sha256": entry.sha256, "metrics": entry.metrics, "license": entry.license}
+    """What ``config.json`` holds: a copy of the manifest entry's identity, architecture and hash (checked against
+    the manifest on every load, :func:`zoo.resolve.check_hub_config`), with its metrics and license."""
+    return {"library_name": "bioplausible-zoo", **hub_config_values(entry), "metrics": entry.metrics,
+            "license": entry.license}
 
 
-def export_folder(model_id: str, folder: Path, *, source: str = "auto") -> Path:
-    """Write a Hub-ready folder for a published checkpoint and return it."""
+def export_folder(model_id: str, folder: Path, *, source: str = "auto", force: bool = False) -> Path:
+    """Write a Hub-ready folder (``config.json``, ``model.safetensors``, ``README.md``) for a published checkpoint
+    and return it.
+
+    A folder that exists and is not empty is refused unless ``force`` (then the three files are replaced and
+    nothing else is touched). The files are written into a temporary folder beside the target and moved in only
+    once all three are complete, so a failed export leaves nothing behind.
+    """
     entry = get_entry(model_id)
     raise_if_pending(entry)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(resolve_file(entry, source), folder / WEIGHTS_NAME)
-    check_sha256(folder / WEIGHTS_NAME, entry.sha256 or "")
-    (folder / CONFIG_NAME).write_text(json.dumps(hub_config(entry), indent=2) + "\n")
-    (folder / "README.md").write_text(render_model_card(entry))
+    if folder.exists() and not folder.is_dir():
+        raise ZooError(f"export target {folder} is a file; give a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not force:
+        raise ZooError(f"export target {folder} is not empty; choose an empty or new folder, or pass --force "
+                       f"(force=True) to replace {CONFIG_NAME}, {WEIGHTS_NAME} and README.md in it")
+    weights = resolve_file(entry, source)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    created = not folder.exists()
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.export-"))
+    try:
+        shutil.copyfile(weights, staging / WEIGHTS_NAME)
+        check_sha256(staging / WEIGHTS_NAME, str(entry.sha256))
+        (staging / CONFIG_NAME).write_text(json.dumps(hub_config(entry), indent=2) + "\n")
+        (staging / "README.md").write_text(render_model_card(entry))
+        if created:
+            os.replace(staging, folder)
+        else:
+            for item in staging.iterdir():
+                os.replace(item, folder / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return folder
 
 
-def from_hub(repo_id: str, *, revision: str | None = None, filename: str = WEIGHTS_NAME,
-             expected_sha256: str | None = None) -> nn.Module:
-    """Load a model from a Hub repository in this layout (honours ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``).
+def from_hub(repo_id: str, *, revision: str | None = None) -> nn.Module:
+    """Load the checkpoint a Hub repository in this layout holds (honours ``HF_ENDPOINT`` and ``HF_HUB_OFFLINE``).
 
-    The weights are checked against ``expected_sha256`` when given, else against ``config.json``'s hash.
+    The repository's ``config.json`` names the checkpoint (``zoo_id``); the model is then loaded exactly as
+    ``zoo.load(zoo_id, source="hf")``: built from the manifest entry, with the repository's config checked to agree
+    with it field by field and the weights checked against the manifest's SHA-256. A repository whose checkpoint
+    the manifest does not list is refused.
     """
+    from zoo.api import build_from_entry
     from zoo.hf_hub import hf_download
 
-    config = json.loads(hf_download(repo_id, CONFIG_NAME, revision).read_text())
-    for key in ("entrypoint", "arch", "sha256"):
-        if key not in config:
-            raise ZooError(f"{repo_id}/{CONFIG_NAME} has no {key!r}: not a bioplausible-zoo repository")
-    if expected_sha256 is not None and config["sha256"] != expected_sha256:
-        raise ZooError(f"{repo_id}/{CONFIG_NAME} describes weights with sha256 {config['sha256']}, "
-                       f"but the manifest expects {expected_sha256}")
-    path = check_sha256(hf_download(repo_id, filename, revision), config["sha256"])
-    model = get_family(config["entrypoint"]).build_model(config["arch"])
-    return load_into(model, path).eval()
+    where = f"{repo_id}/{CONFIG_NAME}"
+    try:
+        config = json.loads(hf_download(repo_id, CONFIG_NAME, revision).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ZooError(f"{where} is not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or not isinstance(config.get("zoo_id"), str):
+        raise ZooError(f"{where} has no 'zoo_id': not a bioplausible-zoo repository")
+    entry = get_entry(config["zoo_id"])
+    hub = {**entry.hf, "repo_id": repo_id, "revision": revision or entry.hf["revision"]}
+    moved = Entry(**{**entry.__dict__, "hf": hub})
+    return build_from_entry(entry, resolve_file(moved, "hf"))
 

@@ -5,9 +5,8 @@ Checksums:
 * MNIST / Fashion-MNIST: SHA-256 of the *uncompressed* IDX files of the official releases (so a raw
   file and any gzip of it verify alike). They are the values of ``/work/shared/datasets/SHA256SUMS``.
 * CIFAR-10, python version: torchvision's MD5s of the pickled batches, and of the release tarball.
-* CIFAR-10, binary version: no per-file hashes are known well enough to vouch for, so extracted
-  ``.bin`` files are checked for structure only (size ``10000 * 3073``); the binary tarball's MD5 is
-  checked when it is downloaded.
+* CIFAR-10, binary version: the official MD5s of the extracted ``.bin`` files (published beside
+  ``cifar-10-binary.tar.gz``), and the binary tarball's MD5 when it is downloaded.
 """
 from __future__ import annotations
 
@@ -127,6 +126,16 @@ CIFAR_PY_MD5: dict[str, str] = {
     "data_batch_4": "634d18415352ddfa80567beed471001a",
     "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
     "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+
+#: Official MD5s of the binary-version batches, as extracted from cifar-10-binary.tar.gz.
+CIFAR_BIN_MD5: dict[str, str] = {
+    "data_batch_1.bin": "5dd7e06a14cb22eb9f671a540d1b7c25",
+    "data_batch_2.bin": "5ea93a67294ea407fff1d09f752e9692",
+    "data_batch_3.bin": "942cd6a4bcdd0dd3c604fbe906cb4421",
+    "data_batch_4.bin": "ae636b3ba5c66a11e91e8cb52e771fcb",
+    "data_batch_5.bin": "53f37980c15c3d472c316c40844f3f0d",
+    "test_batch.bin": "803d5f7f4d78ea53de84dbe85f74fb6d",
 }
 
 CIFAR_RECORDS_PER_FILE = 10_000

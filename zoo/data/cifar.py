@@ -8,9 +8,8 @@ Layouts (torchvision's / the official tarballs'):
   unpickler that only resolves numpy's array reconstruction (never ``pickle.load``), with
   ``encoding="bytes"`` like the official loader. Verified against torchvision's MD5s.
 * ``root/cifar-10-batches-bin/{data_batch_1..5.bin, test_batch.bin, batches.meta.txt}``: 10000 records
-  of 1 label byte + 3072 pixel bytes (R, G, B planes of 32x32, row-major). There are no per-file
-  official hashes we can vouch for, so these files are checked for structure only (size
-  ``10000 * 3073``, labels in range); the binary tarball's MD5 is what certifies them at download time.
+  of 1 label byte + 3072 pixel bytes (R, G, B planes of 32x32, row-major). Verified against the official
+  MD5s of the extracted files, then checked for structure (size ``10000 * 3073``, labels in range).
 
 When both versions are present the python one is used.
 """
@@ -36,6 +35,7 @@ from zoo.data.catalog import (
     CIFAR_BIN_FOLDER,
     CIFAR_PY_FILES,
     CIFAR_PY_FOLDER,
+    CIFAR_BIN_MD5,
     CIFAR_PY_MD5,
     CIFAR_PY_TARBALL,
     CIFAR_RECORD_BYTES,
@@ -123,11 +123,15 @@ def read_python_batch(path: Path, *, md5: str | None = None) -> tuple[np.ndarray
     return data, y
 
 
-def read_binary_batch(path: Path, *, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Read the first ``limit`` records (all when ``None``) of a binary-version batch.
+def read_binary_batch(path: Path, *, limit: int | None = None,
+                      md5: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Read the first ``limit`` records (all when ``None``) of a binary-version batch; with ``md5``, check the
+    whole file's MD5 first.
 
     Returns ``(uint8 [n, 3072], int64 [n])``. The file must be exactly ``10000 * 3073`` bytes.
     """
+    if md5 is not None:
+        fetch.verify_file_digest(path, "md5", md5)
     size = os.path.getsize(path)
     expected = CIFAR_RECORDS_PER_FILE * CIFAR_RECORD_BYTES
     if size != expected:
@@ -191,7 +195,7 @@ def load_cifar10_split(
             if remaining is not None:
                 x, y = x[:remaining], y[:remaining]
         else:
-            x, y = read_binary_batch(path, limit=remaining)
+            x, y = read_binary_batch(path, limit=remaining, md5=CIFAR_BIN_MD5[path.name] if verify else None)
         images.append(x)
         labels.append(y)
         if remaining is not None:

@@ -66,6 +66,27 @@ class _Reader:
             )
         return buf
 
+    def read_claimed(self, n: int, what: str) -> bytes:
+        """Read ``n`` bytes that a header claims, in chunks, so memory follows what the file really holds (a
+        header claiming gigabytes over a small file allocates nothing); :class:`DataFormatError` naming the claim
+        and what was found if the stream ends first."""
+        chunks: list[bytes] = []
+        got = 0
+        while got < n:
+            chunk = self.f.read(min(_CHUNK, n - got))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            got += len(chunk)
+        data = b"".join(chunks)
+        if self.hasher is not None:
+            self.hasher.update(data)
+        self.total += got
+        if got != n:
+            raise DataFormatError(f"{self.path}: truncated IDX file: its header claims {n} bytes of {what}, "
+                                  f"the file holds {got}")
+        return data
+
     def drain(self) -> None:
         """Read (and hash) the rest of the stream."""
         buf = bytearray(_CHUNK)
@@ -136,21 +157,13 @@ def _parse(r: _Reader, magic: int, limit: int | None) -> tuple[np.ndarray, tuple
     dims = struct.unpack(f">{ndim}I", r.read_exact(4 * ndim, "header dimensions"))
     row = math.prod(dims[1:])
     expected_total = 4 + 4 * ndim + dims[0] * row
+    if not r.path.name.endswith(".gz") and os.path.getsize(r.path) < expected_total:
+        raise DataFormatError(f"{r.path}: its header claims {dims[0]} items of {row} bytes ({expected_total} bytes "
+                              f"in all), but the file is {os.path.getsize(r.path)} bytes")
     n = dims[0] if limit is None else min(limit, dims[0])
-    body = r.read_exact(n * row, f"data ({dims[0]} items of {row} bytes declared)")
+    body = bytearray(r.read_claimed(n * row, f"data ({dims[0]} items of {row} bytes declared)"))
     arr = np.frombuffer(body, dtype=np.uint8).reshape((n, *dims[1:]))
     return arr, tuple(dims), expected_total
-
-
-def write_idx(array: np.ndarray, dest: Path | str) -> Path:
-    """Write a uint8 array as an uncompressed IDX file (1 dimension: labels; 3: images). For tests/tools."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = struct.pack(">BBBB", 0, 0, _UINT8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    dest = Path(dest)
-    with open(dest, "wb") as f:
-        f.write(header)
-        f.write(array.tobytes())
-    return dest
 
 
 def gzip_bytes_deterministic(data: bytes, *, compresslevel: int = 9) -> bytes:
