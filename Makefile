@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# The real datasets: $ZOO_DATA_ROOT, else ../shared/datasets beside the checkout when it exists.
+ZOO_DATA_ROOT ?= $(wildcard $(abspath ../shared/datasets))
+export ZOO_DATA_ROOT
 
 .PHONY: demo test verify readme bench
 

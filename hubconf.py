@@ -5,7 +5,7 @@
 """
 from zoo.hub_entrypoints import make_entrypoint as _make_entrypoint
 
-dependencies = ["torch", "safetensors"]
+dependencies = ["torch", "safetensors", "numpy", "tqdm", "filelock"]  # what importing this file needs
 
 bp_mlp = _make_entrypoint("bp_mlp")
 bp_lenet = _make_entrypoint("bp_lenet")

@@ -1,9 +1,11 @@
 """One unsupervised Krotov-Hopfield epoch: the zoo's trainer against the published reference loop.
 
-    python benchmarks/krotov_speed.py [--fraction 1.0] [--threads 1] [--hidden 2000] [--data-root DIR]
+    python benchmarks/krotov_speed.py [--dataset mnist|fashion_mnist|cifar10] [--fraction 1.0] [--threads 1]
+                                      [--hidden 2000] [--data-root DIR]
 
-Both run in their own fresh interpreter (so each peak RSS, ``ru_maxrss``, is its own) on the same MNIST training
-images in the same order, from the same initial weights, with the paper's hyperparameters (p = 3, k = 7,
+Both run in their own fresh interpreter (so each peak RSS, ``ru_maxrss``, is its own) on the same training
+images of ``--dataset`` (default MNIST; CIFAR-10's 3072-pixel colour images flattened as the Krotov layer reads
+them) in the same order, from the same initial weights, with the paper's hyperparameters (p = 3, k = 7,
 delta = 0.4, minibatch 100, eps0 = 0.02):
 
 * reference: a NumPy transcription of Krotov's notebook (``Unsupervised learning by competing hidden units``):
@@ -71,7 +73,7 @@ def reference_worker(work: Path, batches: int) -> dict[str, float]:
     return {"seconds": seconds, "peak_rss_mb": peak_rss_mb()}
 
 
-def zoo_worker(work: Path, batches: int, epochs_for_anneal: int) -> dict[str, float]:
+def zoo_worker(work: Path, batches: int, epochs_for_anneal: int, dataset: str) -> dict[str, float]:
     """The zoo's KrotovTrainer, one Hebbian step per minibatch, fed like zoo.fit feeds it."""
     import numpy as np
     import torch
@@ -84,7 +86,7 @@ def zoo_worker(work: Path, batches: int, epochs_for_anneal: int) -> dict[str, fl
     order = torch.from_numpy(np.load(work / "order.npy"))
     family = get_family("krotov_fc")
     w0 = torch.from_numpy(np.load(work / "w0.npy")).float()
-    model = family.build_model(family.arch_for("mnist", hidden=w0.shape[0], input_norm="raw", init_std=1.0))
+    model = family.build_model(family.arch_for(dataset, hidden=w0.shape[0], input_norm="raw", init_std=1.0))
     with torch.no_grad():
         model.hebbian.weight.copy_(w0)
     steps_per_epoch = (len(images) + BATCH - 1) // BATCH
@@ -102,17 +104,19 @@ def zoo_worker(work: Path, batches: int, epochs_for_anneal: int) -> dict[str, fl
     return {"seconds": seconds, "peak_rss_mb": peak_rss_mb()}
 
 
-def run_worker(kind: str, work: Path, batches: int, threads: int) -> dict[str, float]:
+def run_worker(kind: str, work: Path, batches: int, threads: int, dataset: str) -> dict[str, float]:
     env = dict(os.environ)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     out = subprocess.run([sys.executable, __file__, "--worker", kind, "--work", str(work), "--batches", str(batches),
-                          "--threads", str(threads)], env=env, capture_output=True, text=True, check=True)
+                          "--threads", str(threads), "--dataset", dataset], env=env, capture_output=True, text=True,
+                         check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dataset", choices=("mnist", "fashion_mnist", "cifar10"), default="mnist")
     parser.add_argument("--fraction", type=float, default=1.0, help="share of the epoch's minibatches to time")
     parser.add_argument("--threads", type=int, default=1, help="BLAS / torch threads for both (default 1)")
     parser.add_argument("--hidden", type=int, default=2000)
@@ -130,7 +134,7 @@ def main() -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-            result = zoo_worker(args.work, args.batches, epochs_for_anneal=1000)
+            result = zoo_worker(args.work, args.batches, epochs_for_anneal=1000, dataset=args.dataset)
         print(json.dumps(result))
         return 0
 
@@ -141,9 +145,11 @@ def main() -> int:
     from zoo.errors import ZooError
 
     try:
-        images, _ = load_split("mnist", "train", args.data_root)
+        images, _ = load_split(args.dataset, "train", args.data_root)
         split = "train"
     except (ZooError, FileNotFoundError):
+        if args.dataset != "mnist":
+            raise
         images, _ = load_split("mnist", "test")   # bundled with the package
         split = "test (training split not found)"
     n = len(images)
@@ -155,11 +161,11 @@ def main() -> int:
         np.save(work / "images.npy", images.numpy())
         np.save(work / "order.npy", rng.permutation(n))
         np.save(work / "w0.npy", rng.normal(0.0, 1.0, (args.hidden, images[0].numel())))   # the notebook's init
-        print(f"MNIST {split}: {n} images, hidden {args.hidden}, minibatch {BATCH}, p={P}, k={K}, delta={DELTA}; "
+        print(f"{args.dataset} {split}: {n} images of {images[0].numel()} values, hidden {args.hidden}, minibatch {BATCH}, p={P}, k={K}, delta={DELTA}; "
               f"timing {batches}/{total} minibatches ({100 * batches / total:.0f} % of one epoch), "
               f"{args.threads} thread(s) each", flush=True)
-        ref = run_worker("reference", work, batches, args.threads)
-        ours = run_worker("zoo", work, batches, args.threads)
+        ref = run_worker("reference", work, batches, args.threads, args.dataset)
+        ours = run_worker("zoo", work, batches, args.threads, args.dataset)
         w_ref, w_zoo = np.load(work / "w_reference.npy"), np.load(work / "w_zoo.npy")
     scale = batches and total / batches
     print(f"reference (NumPy float64, argsort, dense ds): {ref['seconds']:8.2f} s "

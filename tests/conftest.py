@@ -15,7 +15,11 @@ for _p in (str(_TESTS.parent), str(_TESTS)):  # `import zoo` and `from servers i
     if _p not in sys.path:
         sys.path.insert(0, _p)
 
+from datasets import MISSING_PREFIX, default_root, root_with  # noqa: E402
 from servers import FileServer, HubServer  # noqa: E402
+
+if "ZOO_DATA_ROOT" not in os.environ and default_root() is not None:
+    os.environ["ZOO_DATA_ROOT"] = str(default_root())  # the code under test reads it too
 
 # Variables that would let a test reach (or be steered by) the outside world or the developer's
 # own configuration. Tests set the ones they need with monkeypatch.
@@ -140,8 +144,13 @@ def tiny_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _tiny_model: tuple
 
 @pytest.fixture
 def data_root() -> Path:
-    """The real datasets (``$ZOO_DATA_ROOT``, torchvision layout); tests that need them skip without it."""
-    root = os.environ.get("ZOO_DATA_ROOT")
-    if not root or not (Path(root) / "FashionMNIST" / "raw").is_dir():
-        pytest.skip("real MNIST/Fashion-MNIST not found: set ZOO_DATA_ROOT (CI sets it to ../shared/datasets)")
-    return Path(root)
+    """The real MNIST and Fashion-MNIST (see tests/datasets.py); skipped without them, a failure under CI=true."""
+    return root_with("mnist", "fashion_mnist")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line counting the tests skipped for a missing dataset, and how to run them."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if MISSING_PREFIX in str(r.longrepr)]
+    if skipped:
+        terminalreporter.write_line(f"{len(skipped)} tests skipped because a dataset is missing: set ZOO_DATA_ROOT "
+                                    "to a torchvision-layout folder (make test finds ../shared/datasets itself)")

@@ -107,3 +107,8 @@ def test_cli_errors_are_one_line_with_debug_for_the_traceback(tiny_zoo) -> None:
     assert malformed.returncode == 2 and malformed.stderr.startswith("error: ") and "Traceback" not in malformed.stderr
     debug = run("--debug", "eval", tiny_zoo.model_id, "--limit", "10")
     assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_unknown_id_suggestions_ignore_case() -> None:
+    result = run("info", "BP_MLP.MNIST")
+    assert result.returncode == 2 and "Did you mean: bp_mlp.mnist" in result.stderr

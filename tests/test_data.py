@@ -33,6 +33,7 @@ from zoo.data import DATASETS, DataFormatError, DatasetInfo, UnsafeArchiveError,
 from zoo.data import default_data_root, load_split  # noqa: E402
 from zoo.data import checksums  # noqa: E402
 from zoo.data.bundle import BUNDLED_DIR  # noqa: E402
+from datasets import root_with  # noqa: E402
 from zoo.data.catalog import CIFAR_BIN_MD5, CIFAR_PY_MD5, IDX_SHA256  # noqa: E402
 from zoo.data.cifar import restricted_loads  # noqa: E402
 from zoo.data.fetch import safe_extract  # noqa: E402
@@ -45,19 +46,6 @@ FOLDER = {"mnist": "MNIST", "fashion_mnist": "FashionMNIST"}
 
 
 # ------------------------------------------------------------------------------------ fixtures
-
-
-@pytest.fixture(scope="session")
-def data_root() -> Path:
-    """The real datasets' root, from $ZOO_DATA_ROOT; skip when it is unset or lacks MNIST/FashionMNIST."""
-    env = os.environ.get("ZOO_DATA_ROOT", "").strip()
-    if not env:
-        pytest.skip("ZOO_DATA_ROOT is not set (point it at a torchvision-layout folder with MNIST and FashionMNIST)")
-    root = Path(env)
-    for folder in ("MNIST", "FashionMNIST"):
-        if not (root / folder / "raw").is_dir():
-            pytest.skip(f"ZOO_DATA_ROOT={root} has no {folder}/raw folder")
-    return root
 
 
 @pytest.fixture(autouse=True)
@@ -557,7 +545,6 @@ def test_safe_extract_rejects_escaping_members(tmp_path: Path) -> None:
 
 
 def test_download_mnist_from_loopback_mirror(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("zoo.download", reason="zoo.download (download_file) is not available yet")
     # The official MNIST test files, from the bundled copy (itself checked against $ZOO_DATA_ROOT in
     # test_bundled_mnist_test_split), re-gzipped differently so the mirror's bytes are not the bundle's.
     official = {name: gzip.decompress((BUNDLED_DIR / f"{name}.gz").read_bytes()) for name in (TEST_IMAGES, TEST_LABELS)}
@@ -584,7 +571,6 @@ def test_download_mnist_from_loopback_mirror(tmp_path: Path, monkeypatch: pytest
 def test_download_rejects_wrong_content_and_reports_http_errors(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    pytest.importorskip("zoo.download", reason="zoo.download (download_file) is not available yet")
     mirror = tmp_path / "mirror"
     (mirror / "fashion_mnist").mkdir(parents=True)
     data = bytearray(raw_file(data_root, "fashion_mnist", TEST_LABELS).read_bytes())
@@ -608,7 +594,6 @@ def test_download_rejects_wrong_content_and_reports_http_errors(
 
 
 def test_download_cifar10_tarball(cifar: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("zoo.download", reason="zoo.download (download_file) is not available yet")
     fc = cf.random_content(seed=11, n_train=0, n_test=64)
     folder = cf.write_python_version(tmp_path / "gen", fc, only=["test_batch"])
     (tmp_path / "mirror" / "cifar10").mkdir(parents=True)
@@ -629,7 +614,6 @@ def test_download_cifar10_tarball(cifar: dict[str, Any], tmp_path: Path, monkeyp
 
 
 def test_download_offline_mode_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pytest.importorskip("zoo.download", reason="zoo.download (download_file) is not available yet")
     from zoo.errors import OfflineError
 
     monkeypatch.setenv("ZOO_OFFLINE", "1")
@@ -646,8 +630,7 @@ def test_download_offline_mode_is_reported(tmp_path: Path, monkeypatch: pytest.M
 def test_real_cifar10_binary_files_verify_and_read(data_root: Path) -> None:
     """The official binary batches beside the checkout: MD5-verified, 50,000 / 10,000 images, 5,000 / 1,000 per
     class, the first labels of the official release, and the training set's well-known channel means."""
-    if not (data_root / "cifar-10-batches-bin").is_dir():
-        pytest.skip(f"{data_root} has no cifar-10-batches-bin folder")
+    data_root = root_with("cifar10")
     train_x, train_y = load_split("cifar10", "train", data_root)
     test_x, test_y = load_split("cifar10", "test", data_root)
     assert train_x.shape == (50_000, 3, 32, 32) and test_x.shape == (10_000, 3, 32, 32)

@@ -282,3 +282,25 @@ def test_two_processes_same_dest(file_server, tmp_path, with_hash):
     # The lock serialises them; with a hash the second finds the verified file and skips the request.
     assert len(srv.requests) == (1 if with_hash else 2)
     assert _leftovers(tmp_path) == []
+
+
+def test_a_killed_download_leaves_a_partial_file_that_the_next_download_removes(file_server, tmp_path):
+    srv = file_server({"a.bin": DATA}, slow_delay=0.05)
+    srv.set_fault("a.bin", "slow")
+    dest = tmp_path / "cache" / "a.bin"
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                              "from zoo.download import download_file; "
+                              "download_file(sys.argv[2], __import__('pathlib').Path(sys.argv[3]), progress=False)",
+                              str(REPO), srv.url("a.bin"), str(dest)])
+    deadline = time.monotonic() + 30
+    while not list(dest.parent.glob("a.bin.*.part")):
+        assert time.monotonic() < deadline and child.poll() is None, "the child never started writing"
+        time.sleep(0.01)
+    child.kill()
+    child.wait()
+    stale = list(dest.parent.glob("a.bin.*.part"))
+    assert stale, "SIGKILL leaves the partial file behind"
+    srv.set_fault("a.bin", None)
+    download_file(srv.url("a.bin"), dest, sha256=SHA, progress=False)
+    assert dest.read_bytes() == DATA
+    assert _leftovers(tmp_path) == [], "the stale partial file is cleaned by the next download of the same file"

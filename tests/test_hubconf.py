@@ -29,7 +29,39 @@ def test_entrypoints_are_exactly_the_families() -> None:
     # torch.hub.list's rule (it only reads GitHub repos): public callables of hubconf.py
     entrypoints = [name for name in dir(module) if callable(getattr(module, name)) and not name.startswith("_")]
     assert sorted(entrypoints) == sorted(families())
-    assert module.dependencies == ["torch", "safetensors"]
+
+
+def test_dependencies_list_every_package_importing_hubconf_needs() -> None:
+    """torch.hub checks ``dependencies`` before importing hubconf.py: every third-party package the import pulls in
+    must be listed (measured in a fresh interpreter)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, torch; before = set(sys.modules); import hubconf; "
+             "names = {m.split('.')[0] for m in set(sys.modules) - before}; "
+             "print(' '.join(sorted(n for n in names if n not in sys.stdlib_module_names)))")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
+    beyond_torch = {n for n in result.stdout.split() if not n.startswith("_")} - {"hubconf", "zoo"}
+    assert "torch" in hubconf().dependencies
+    assert beyond_torch <= set(hubconf().dependencies), f"importing hubconf.py also needs {beyond_torch}"
+
+
+def test_pretrained_keyword_maps_to_weights_with_a_future_warning(tiny_zoo) -> None:
+    x = torch.rand(3, 1, 28, 28)
+    with pytest.warns(FutureWarning, match="weights='DEFAULT'"):
+        model = torch.hub.load(REPO, "bp_mlp", pretrained=True, source="local")
+    assert torch.equal(model(x), zoo.load("bp_mlp.mnist")(x))
+    with pytest.warns(FutureWarning, match="weights=None"):
+        untrained = torch.hub.load(REPO, "bp_mlp", pretrained=False, dataset="mnist", source="local")
+    assert not torch.equal(untrained.eval()(x), model(x))
+
+
+def test_help_lists_weights_indented_under_available() -> None:
+    lines = hubconf().bp_mlp.__doc__.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "Available:")
+    indent = len(lines[at]) - len(lines[at].lstrip())
+    listed = lines[at + 1]
+    assert len(listed) - len(listed.lstrip()) > indent and listed.strip().startswith("'")
 
 
 @pytest.mark.parametrize("name", sorted(families()))

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -221,8 +220,20 @@ def test_no_network_at_all_gives_one_clear_error(tiny_zoo, file_server, monkeypa
     server.close()
     monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url)
     monkeypatch.setenv("HF_ENDPOINT", server.base_url)
-    with pytest.raises(DownloadError, match="python -m zoo download"):
+    with pytest.raises(DownloadError, match="python -m zoo download") as info:
         zoo.load(tiny_zoo.model_id)
+    hub_line = next(line for line in str(info.value).splitlines() if line.strip().startswith("hf:"))
+    assert f"the endpoint {server.base_url} cannot be reached" in hub_line and "connect timeout" in hub_line, \
+        "the zoo's own connect check answers, not huggingface_hub's ~25 s of retries"
+
+
+def test_load_onto_a_device(tiny_zoo) -> None:
+    model = zoo.load(tiny_zoo.model_id, device="cpu")
+    assert all(p.device.type == "cpu" for p in model.parameters())
+    with pytest.raises(ValueError, match="device 'cuda:3' is not available"):
+        zoo.load(tiny_zoo.model_id, device="cuda:3")
+    with pytest.raises(ValueError, match="unknown device 'gpu'; accepted: auto, cpu, cuda, cuda:N, mps"):
+        zoo.load(tiny_zoo.model_id, device="gpu")
 
 
 def test_pending_entry_explains_itself(tiny_zoo) -> None:

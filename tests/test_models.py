@@ -90,3 +90,24 @@ def test_untrained_model_shapes() -> None:
         zoo.create_model("bp_mlp", weights=None)
     with pytest.raises(ValueError, match="weights=None"):
         zoo.create_model("bp_mlp", weights="mnist", dataset="mnist")
+
+
+def test_any_float_dtype_is_cast_and_other_dtypes_are_refused() -> None:
+    import warnings
+
+    import numpy as np
+
+    model = zoo.create_model("bp_mlp", weights=None, dataset="mnist").eval()
+    images = np.random.default_rng(0).random((3, 1, 28, 28))  # NumPy's default: float64
+    reference = model(torch.from_numpy(images).to(torch.float32))
+    assert torch.equal(model(torch.from_numpy(images)), reference)
+    half = torch.from_numpy(images).to(torch.float16)
+    assert torch.equal(model(half), model(half.to(torch.float32)))
+    for bad in (torch.zeros(3, 1, 28, 28, dtype=torch.int32), torch.zeros(3, 1, 28, 28, dtype=torch.uint8)):
+        with pytest.raises(ValueError, match="any float dtype.*transforms"):
+            model(bad)
+    with pytest.warns(UserWarning, match=r"scaled to \[0, 1\]"):
+        model(torch.from_numpy(images * 255))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        model(torch.from_numpy(images * 255))  # warned once per model

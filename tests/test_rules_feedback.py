@@ -6,7 +6,6 @@ rule reduces to it, through a checkpoint round trip, and by a short real trainin
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from datasets import root_with
 from zoo.alignment import angle_degrees, true_gradients
 from zoo.checkpoint import load_into, save_checkpoint
 from zoo.registry import get_family
@@ -35,10 +35,7 @@ def tiny(name: str, **overrides: object) -> nn.Module:
 
 
 def data_root() -> Path:
-    root = os.environ.get("ZOO_DATA_ROOT")
-    if not root or not (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        pytest.skip("real MNIST training data not available (set ZOO_DATA_ROOT)")
-    return Path(root)
+    return root_with("mnist")
 
 
 # --------------------------------------------------------------------------------------------- layers: FA, sign
@@ -463,9 +460,7 @@ def test_fine_tuning_fa_keeps_feedback_fixed(tmp_path: Path) -> None:
     from zoo.evaluate import top1
     from zoo.fit import FitConfig, fit
 
-    root = data_root()
-    if not (root / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        pytest.skip("Fashion-MNIST not available")
+    root = root_with("mnist", "fashion_mnist")
     family = get_family("fa_mlp")
     arch = family.arch_for("mnist")
     torch.manual_seed(0)

@@ -6,13 +6,13 @@ by a short real training run on MNIST through ``zoo.fit.fit``.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+from datasets import root_with
 from zoo.alignment import gradient_alignment, true_gradients
 from zoo.archs.hebbian import BioCellHead, HebbianNet
 from zoo.checkpoint import load_into, save_checkpoint
@@ -20,7 +20,7 @@ from zoo.registry import get_family
 from zoo.rules.krotov import (
     KrotovBioCellTrainer, KrotovTrainer, annealed_lr, biocell_loss, competition, krotov_update, signed_power,
 )
-from zoo.rules.semihebb import SemiHebbTrainer, gupta_update, hebb_update, normalise_rows, oja_update
+from zoo.rules.semihebb import gupta_update, hebb_update, normalise_rows, oja_update
 
 FAMILIES = ["krotov_mlp", "krotov_fc", "krotov_fa", "semihebb_mlp"]
 
@@ -257,9 +257,7 @@ def test_checkpoint_round_trip_and_features(name: str, tmp_path: Path) -> None:
 
 
 def mnist(limit: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    root = os.environ.get("ZOO_DATA_ROOT")
-    if not root or not (Path(root) / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file():
-        pytest.skip("real MNIST training data not available (set ZOO_DATA_ROOT)")
+    root_with("mnist")
     from zoo.data import load_split
 
     x, y = load_split("mnist", "train", limit=limit)

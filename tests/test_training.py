@@ -17,6 +17,7 @@ import zoo
 from training.publish import PublishError, publish_run
 from training.train import main
 from zoo.checkpoint import load_into
+from zoo.curves import save_curves
 from zoo.data import load_split
 from zoo.evaluate import top1
 from zoo.fit import FitConfig, augment, random_shift
@@ -65,6 +66,10 @@ def test_smoke_run_writes_only_into_out_then_fine_tunes(tmp_path, data_root) -> 
     assert set(entry.recipe["curve"][0]) == {"epoch", "train_loss", "test_top1", "wall_s"}
     assert entry.recipe["threads"] == torch.get_num_threads() and entry.recipe["device"] == "cpu"
     assert set(entry.metrics["top1_fgsm"]) == {"0.05", "0.1"}
+    png = save_curves([entry], tmp_path / "curves.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="bp_mlp.mnist has no learning curve"):
+        save_curves([zoo.get_weights("bp_mlp.mnist").entry], tmp_path / "none.png")
 
     fashion_x, fashion_y = load_split("fashion_mnist", "test", data_root, limit=2000)
     start = top1(zoo.load("bp_mlp.mnist"), fashion_x, fashion_y)

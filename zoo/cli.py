@@ -55,7 +55,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         raise ValueError(f"--limit must be a positive number of images, got {args.limit}")
     entry = get_entry(args.id)
     model = load(args.id, source=args.source)
-    images, labels = load_split(entry.dataset, args.split, args.data_root, limit=args.limit)
+    images, labels = load_split(entry.dataset, args.split, args.data_root, limit=args.limit, download=args.download)
     accuracy = top1(model, images, labels)
     reference = f" (manifest: {entry.metrics['top1']:.2f}% on {entry.metrics['n_eval']})" if args.split == "test" else ""
     print(f"{args.id}: top-1 {accuracy:.2f}% on {len(labels)} {entry.dataset} {args.split} images{reference}")
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path)
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--limit", type=int, help="first N images only")
+    p.add_argument("--download", action="store_true", help="fetch missing dataset files from the official mirrors")
     p.add_argument("--source", choices=SOURCES, default="auto")
     p.set_defaults(run=_cmd_eval)
     p = sub.add_parser("verify", help="recompute hashes, sizes, parameter counts and accuracies")

@@ -7,6 +7,7 @@ goes wrong, the temporary file is removed and an existing destination is left un
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import http.client
 import os
@@ -100,9 +101,12 @@ def download_file(
     moved onto ``dest`` with :func:`os.replace`.
 
     Concurrency: a :class:`filelock.FileLock` on ``<dest>.lock`` serialises downloads of the same
-    destination across threads and processes. Once the lock is held, an existing ``dest`` whose
-    digests match is returned without any request (this needs ``sha256`` or ``md5``; without a
-    hash the file is downloaded again and replaced atomically).
+    destination across threads and processes. Once the lock is held, partial files left by killed
+    downloads of ``dest`` are deleted, and an existing ``dest`` whose digests match is returned without
+    any request (this needs ``sha256`` or ``md5``; without a hash the file is downloaded again and
+    replaced atomically). The ``.lock`` files stay beside their downloads (an empty file each; deleting
+    one while no download runs is harmless): removing a lock file that another process may be about to
+    take is what makes lock clean-up unsafe, so the zoo never does it.
 
     Offline: with ``ZOO_OFFLINE`` or ``HF_HUB_OFFLINE`` true (read at call time) no request is
     made; an existing ``dest`` that verifies against the given hash is returned, otherwise
@@ -134,10 +138,20 @@ def download_file(
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(dest) + ".lock"):
+        remove_stale_partials(dest)
         if _existing_file_verifies(dest, wanted):
             return dest
         _download_locked(url, dest, wanted, progress=progress, timeout=timeout)
     return dest
+
+
+def remove_stale_partials(dest: Path) -> list[Path]:
+    """Delete the ``<dest>.<pid>.<random>.part`` files of earlier downloads of ``dest`` that were killed before
+    they could clean up; return them. Call it with ``dest``'s lock held: no live download then owns one."""
+    stale = sorted(dest.parent.glob(f"{glob.escape(dest.name)}.*.part"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale
 
 
 def _download_locked(url: str, dest: Path, wanted: dict[str, str], *, progress: bool, timeout: float) -> None:

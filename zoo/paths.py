@@ -9,9 +9,17 @@ import torch.hub
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+MANIFEST_NAME = "weights_manifest.json"
+PACKAGED_MANIFEST = Path(__file__).resolve().parent / MANIFEST_NAME
+
+
 def manifest_path() -> Path:
-    """The weights manifest: ``$ZOO_MANIFEST`` if set, else ``weights_manifest.json`` in the checkout."""
-    return Path(os.environ.get("ZOO_MANIFEST", REPO_ROOT / "weights_manifest.json"))
+    """The weights manifest: ``$ZOO_MANIFEST`` if set, else ``weights_manifest.json`` of the checkout ``zoo/`` lives
+    in, else the copy an installed package carries (``zoo/weights_manifest.json``, put there by the build)."""
+    if "ZOO_MANIFEST" in os.environ:
+        return Path(os.environ["ZOO_MANIFEST"])
+    checkout = REPO_ROOT / MANIFEST_NAME
+    return checkout if checkout.is_file() or not PACKAGED_MANIFEST.is_file() else PACKAGED_MANIFEST
 
 
 def weights_cache_dir() -> Path:

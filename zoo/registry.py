@@ -93,7 +93,8 @@ def get_family(name: str) -> Family:
 def suggest(name: str, choices: Mapping[str, Any] | list[str]) -> str:
     """'Did you mean ...?' text listing close matches, or all choices when none is close."""
     options = sorted(choices)
-    close = difflib.get_close_matches(name, options, n=3, cutoff=0.5)
+    by_lower = {option.lower(): option for option in options}
+    close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)]
     if close:
         return f"Did you mean: {', '.join(close)}?"
     return f"Known: {', '.join(options)}."

@@ -3,8 +3,12 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import warnings
+
 import torch
 from torch import Tensor, nn
+
+RANGE_SLACK = 0.5  # inputs beyond [-0.5, 1.5] are not ToTensor-scaled images (noise and attacks stay inside)
 
 
 def shape_text(shape: Sequence[int]) -> str:
@@ -29,14 +33,24 @@ class ImageInput(nn.Module):
                              f"mean={mean}, std={std}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.range_warned = False
 
     def forward(self, x: Tensor) -> Tensor:
+        """Check the contract, cast any float dtype to the model's (float64 from NumPy is the common case) and
+        normalise. Values far outside [0, 1] (e.g. 0-255 floats) get a one-time warning."""
         if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape \
                 or not x.is_floating_point():
             got = f"{x.dtype} tensor of shape {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(
-                f"expected float images of shape {shape_text(self.in_shape)} scaled to [0, 1]; got {got}. "
-                "Convert uint8 images with zoo.get_weights(id).transforms().")
+                f"expected float images of shape {shape_text(self.in_shape)} scaled to [0, 1] (any float dtype); "
+                f"got {got}. Convert uint8 images with zoo.get_weights(id).transforms().")
+        x = x.to(self.mean.dtype)
+        low, high = (float(v) for v in torch.aminmax(x.detach())) if x.numel() else (0.0, 1.0)
+        if not self.range_warned and (low < -RANGE_SLACK or high > 1 + RANGE_SLACK):
+            self.range_warned = True
+            warnings.warn(f"input values span [{low:.3g}, {high:.3g}]; the model expects "
+                          "images scaled to [0, 1] like torchvision's ToTensor (uint8 images: use "
+                          "zoo.get_weights(id).transforms())", UserWarning, stacklevel=2)
         return (x - self.mean) / self.std
 
     def extra_repr(self) -> str:

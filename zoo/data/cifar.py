@@ -180,7 +180,7 @@ def load_cifar10_split(
         url = fetch.official_urls("cifar10", CIFAR_PY_TARBALL)[0]
         raise DatasetNotFoundError(
             f"cifar10 {split} split not found under {root}; missing:\n  " + "\n  ".join(looked)
-            + f"\nEither version (python or binary) is enough. Pass download=True to fetch {url} "
+            + f"\nEither version (python or binary) is enough. Pass download=True (command line: --download) to fetch {url} "
             f"and extract it there, or extract that tarball into {root} yourself; "
             "root= or $ZOO_DATA_ROOT selects another data folder."
         )

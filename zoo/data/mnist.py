@@ -53,7 +53,7 @@ def load_idx_split(
         raise DatasetNotFoundError(
             f"{dataset} {split} split not found under {root}; looked for:\n  "
             + "\n  ".join(looked)
-            + f"\nPass download=True to fetch the missing files (<name>.gz from {bases}), "
+            + f"\nPass download=True (command line: --download) to fetch the missing files (<name>.gz from {bases}), "
             "or put the official files (raw or .gz) at those paths; "
             "root= or $ZOO_DATA_ROOT selects another data folder."
         )
