@@ -17,6 +17,8 @@ demo: $(VENV)/.installed
 	ZOO_OFFLINE=1 HF_HUB_OFFLINE=1 $(PY) -m zoo.demo
 
 test: $(VENV)/.installed
+	$(PY) -m ruff check zoo training benchmarks tests hubconf.py setup.py
+	$(PY) -m mypy zoo training
 	$(PY) -m pytest -q tests
 
 verify: $(VENV)/.installed

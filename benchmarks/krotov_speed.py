@@ -161,7 +161,8 @@ def main() -> int:
         np.save(work / "images.npy", images.numpy())
         np.save(work / "order.npy", rng.permutation(n))
         np.save(work / "w0.npy", rng.normal(0.0, 1.0, (args.hidden, images[0].numel())))   # the notebook's init
-        print(f"{args.dataset} {split}: {n} images of {images[0].numel()} values, hidden {args.hidden}, minibatch {BATCH}, p={P}, k={K}, delta={DELTA}; "
+        print(f"{args.dataset} {split}: {n} images of {images[0].numel()} values, hidden {args.hidden}, "
+              f"minibatch {BATCH}, p={P}, k={K}, delta={DELTA}; "
               f"timing {batches}/{total} minibatches ({100 * batches / total:.0f} % of one epoch), "
               f"{args.threads} thread(s) each", flush=True)
         ref = run_worker("reference", work, batches, args.threads, args.dataset)

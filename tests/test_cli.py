@@ -100,7 +100,8 @@ def test_cli_errors_are_one_line_with_debug_for_the_traceback(tiny_zoo) -> None:
     from zoo.integrity import sha256_file
 
     bad_limit = run("eval", tiny_zoo.model_id, "--limit", "0")
-    assert bad_limit.returncode == 2 and bad_limit.stderr == "error: --limit must be a positive number of images, got 0\n"
+    assert bad_limit.returncode == 2
+    assert bad_limit.stderr == "error: --limit must be a positive number of images, got 0\n"
     tiny_zoo.checkpoint.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a safetensors header")
     add_entry(tiny_zoo, sha256=sha256_file(tiny_zoo.checkpoint), size_bytes=tiny_zoo.checkpoint.stat().st_size)
     malformed = run("eval", tiny_zoo.model_id, "--limit", "10")

@@ -28,12 +28,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # `import cifar_files`
 
 import cifar_files as cf  # noqa: E402
-
-from zoo.data import DATASETS, DataFormatError, DatasetInfo, UnsafeArchiveError, UnsafePickleError  # noqa: E402
-from zoo.data import default_data_root, load_split  # noqa: E402
-from zoo.data import checksums  # noqa: E402
-from zoo.data.bundle import BUNDLED_DIR  # noqa: E402
 from datasets import root_with  # noqa: E402
+
+from zoo.data import (  # noqa: E402  # noqa: E402
+    DATASETS,
+    DataFormatError,
+    DatasetInfo,
+    UnsafeArchiveError,
+    UnsafePickleError,
+    checksums,  # noqa: E402
+    default_data_root,
+    load_split,
+)
+from zoo.data.bundle import BUNDLED_DIR  # noqa: E402
 from zoo.data.catalog import CIFAR_BIN_MD5, CIFAR_PY_MD5, IDX_SHA256  # noqa: E402
 from zoo.data.cifar import restricted_loads  # noqa: E402
 from zoo.data.fetch import safe_extract  # noqa: E402
@@ -576,7 +583,8 @@ def test_download_rejects_wrong_content_and_reports_http_errors(
     data = bytearray(raw_file(data_root, "fashion_mnist", TEST_LABELS).read_bytes())
     data[100] = (data[100] + 1) % 10
     gzip_to(bytes(data), mirror / "fashion_mnist" / f"{TEST_LABELS}.gz")
-    gzip_to(raw_file(data_root, "fashion_mnist", TEST_IMAGES).read_bytes(), mirror / "fashion_mnist" / f"{TEST_IMAGES}.gz")
+    gzip_to(raw_file(data_root, "fashion_mnist", TEST_IMAGES).read_bytes(),
+            mirror / "fashion_mnist" / f"{TEST_IMAGES}.gz")
     root = tmp_path / "root"
     with serve_directory(mirror) as (base, _):
         monkeypatch.setenv("ZOO_DATA_MIRROR", base + "/")

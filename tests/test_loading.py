@@ -241,7 +241,8 @@ def test_pending_entry_explains_itself(tiny_zoo) -> None:
 
     assert main(["bp_mlp", "--dataset", "cifar10", "--pending", "No CIFAR-10 data on the build machines.",
                  "--manifest", str(tiny_zoo.manifest)]) == 0
-    with pytest.raises(WeightsPendingError, match="No CIFAR-10 data.*python -m training.train bp_mlp --dataset cifar10"):
+    with pytest.raises(WeightsPendingError,
+                       match="No CIFAR-10 data.*python -m training.train bp_mlp --dataset cifar10"):
         zoo.load("bp_mlp.cifar10")
     assert "bp_mlp.cifar10" not in zoo.list_models()
     assert "bp_mlp.cifar10" in zoo.list_models(include_pending=True)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from datasets import root_with
 from torch import nn
 from torch.nn import functional as F
 
-from datasets import root_with
 from zoo.alignment import angle_degrees, true_gradients
 from zoo.checkpoint import load_into, save_checkpoint
 from zoo.registry import get_family

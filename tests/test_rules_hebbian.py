@@ -10,15 +10,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from datasets import root_with
 from torch import nn
 
-from datasets import root_with
 from zoo.alignment import gradient_alignment, true_gradients
 from zoo.archs.hebbian import BioCellHead, HebbianNet
 from zoo.checkpoint import load_into, save_checkpoint
 from zoo.registry import get_family
 from zoo.rules.krotov import (
-    KrotovBioCellTrainer, KrotovTrainer, annealed_lr, biocell_loss, competition, krotov_update, signed_power,
+    KrotovBioCellTrainer,
+    KrotovTrainer,
+    annealed_lr,
+    biocell_loss,
+    competition,
+    krotov_update,
+    signed_power,
 )
 from zoo.rules.semihebb import gupta_update, hebb_update, normalise_rows, oja_update
 

@@ -137,7 +137,8 @@ def kill_after_first_epoch(process: subprocess.Popen[str], out: Path, timeout: f
     pytest.fail("no state saved after the first epoch")
 
 
-@pytest.mark.parametrize("entrypoint, extra", [("brsf_lenet", []), ("semihebb_mlp", ["--set", "fit.rule.hebbian_epochs=2"])])
+@pytest.mark.parametrize("entrypoint, extra", [("brsf_lenet", []),
+                                               ("semihebb_mlp", ["--set", "fit.rule.hebbian_epochs=2"])])
 def test_killed_run_resumes_to_the_same_bytes(entrypoint, extra, tmp_path, data_root) -> None:
     args = [entrypoint, "--dataset", "mnist", "--epochs", "3", "--limit", "1000", "--test-limit", "500",
             "--data-root", str(data_root), "--no-progress", *extra]

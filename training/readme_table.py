@@ -34,11 +34,13 @@ def render_table(manifest: Manifest) -> str:
     lines = [header, "|" + "---|" * (len(DATASETS) + 3)]
     for family, rule in families:
         cells = [_cell(manifest, f"{family}.{tag}") for tag, _ in DATASETS]
-        params = {e.num_params for e in manifest.entries.values() if e.entrypoint == family and e.published}
+        params = {e.num_params for e in manifest.entries.values()
+                  if e.entrypoint == family and e.num_params is not None}
         lines.append(f"| `{family}` | {rule} | " + " | ".join(cells) + " | "
                      + (", ".join(f"{p:,}" for p in sorted(params)) or "—") + " |")
     lines.append("")
-    lines.append(f"{FINE_TUNED_MARK} fine-tuned with the same rule from the model's MNIST checkpoint (fixed feedback matrices, "
+    lines.append(f"{FINE_TUNED_MARK} fine-tuned with the same rule from the model's MNIST checkpoint (fixed feedback "
+                 "matrices, "
                  "where the rule has them, stay bit-identical); the others are trained from scratch.")
     return "\n".join(lines)
 

@@ -57,7 +57,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     model = load(args.id, source=args.source)
     images, labels = load_split(entry.dataset, args.split, args.data_root, limit=args.limit, download=args.download)
     accuracy = top1(model, images, labels)
-    reference = f" (manifest: {entry.metrics['top1']:.2f}% on {entry.metrics['n_eval']})" if args.split == "test" else ""
+    reference = (f" (manifest: {entry.metrics['top1']:.2f}% on {entry.metrics['n_eval']})"
+                 if args.split == "test" else "")
     print(f"{args.id}: top-1 {accuracy:.2f}% on {len(labels)} {entry.dataset} {args.split} images{reference}")
     return 0
 

@@ -27,7 +27,8 @@ def input_shape(model: nn.Module) -> tuple[int, int, int]:
 
     for module in model.modules():
         if isinstance(module, ImageInput):
-            return module.in_shape
+            c, h, w = module.in_shape
+            return c, h, w
     raise ValueError(f"{type(model).__name__} has no ImageInput module: its input shape is unknown")
 
 

@@ -27,7 +27,8 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SCALAR_LIST = re.compile(r"\[([^\[\]{}]*)\]")  # JSON lists of scalars, written on one line
 _COMMON_FIELDS = ("id", "entrypoint", "dataset", "learning_rule", "status", "arch", "input", "recipe", "hf", "license")
 _PUBLISHED_FIELDS = ("file", "sha256", "size_bytes", "num_params", "metrics", "url")
-_PUBLISHED_RECIPE_FIELDS = ("command", "config", "seed", "epochs", "wall_time_s", "hardware", "torch_version", "git_commit")
+_PUBLISHED_RECIPE_FIELDS = ("command", "config", "seed", "epochs", "wall_time_s", "hardware", "torch_version",
+                            "git_commit")
 _PENDING_RECIPE_FIELDS = ("command", "config", "seed", "epochs")
 
 

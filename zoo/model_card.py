@@ -49,13 +49,14 @@ def render_model_card(entry: Entry) -> str:
     noise = ", ".join(f"σ={k}: {v:.2f}%" for k, v in metrics["top1_noise"].items())
     fgsm = ", ".join(f"ε={k}: {v:.2f}%" for k, v in metrics.get("top1_fgsm", {}).items()) or "n/a"
     recipe = entry.recipe
+    shape = ", ".join(map(str, entry.input["shape"]))
     body = f"""
 # {entry.id}
 
 {family.summary}
 
 - **Learning rule:** `{entry.learning_rule}`{f" ({family.paper})" if family.paper else ""}
-- **Dataset:** {_DATASET_NAMES[entry.dataset]} (input float `[N, {", ".join(map(str, entry.input["shape"]))}]` in [0, 1];
+- **Dataset:** {_DATASET_NAMES[entry.dataset]} (input float `[N, {shape}]` in [0, 1];
   the model normalises internally)
 - **Parameters:** {entry.num_params:,} — checkpoint {entry.size_bytes:,} bytes, sha256 `{entry.sha256}`
 

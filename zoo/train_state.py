@@ -93,7 +93,8 @@ def save_train_state(folder: Path, *, model: nn.Module, trainer_state: dict[str,
     tensors: dict[str, Tensor] = {}
     model_state = flatten(dict(model.state_dict()), "model", tensors)
     document = {"format": STATE_FORMAT, "epochs_done": epochs_done, "model": model_state,
-                "trainer": flatten(trainer_state, "trainer", tensors), "rng": flatten(rng_state(generator), "rng", tensors),
+                "trainer": flatten(trainer_state, "trainer", tensors),
+                "rng": flatten(rng_state(generator), "rng", tensors),
                 "extra": extra}
     name = f"state-epoch{epochs_done:04d}.safetensors"
     _atomic_write(folder / name, lambda tmp: save_file(tensors, tmp))
@@ -105,7 +106,8 @@ def save_train_state(folder: Path, *, model: nn.Module, trainer_state: dict[str,
     return folder / STATE_JSON
 
 
-def load_train_state(folder: Path, *, model: nn.Module, generator: torch.Generator) -> tuple[SavedState, dict[str, Any]]:
+def load_train_state(folder: Path, *, model: nn.Module,
+                     generator: torch.Generator) -> tuple[SavedState, dict[str, Any]]:
     """Restore the model and generators from ``folder``; return what was saved and the trainer's state (tensors on
     the CPU) for :meth:`zoo.trainer.Trainer.load_state_dict`. A tensor file that does not match its recorded
     SHA-256 raises :class:`ValueError`."""

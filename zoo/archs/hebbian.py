@@ -78,7 +78,10 @@ class BioCellHead(nn.Module):
 
 
 class HebbianNet(nn.Module):
-    """``head(relu(W normalise(x)) ** power)`` on flattened images; see the module docstring."""
+    """``head(relu(W normalise(x)) ** power)`` on flattened images; see the module docstring. ``local_rule`` names
+    the rule that learned the Hebbian layer where a family offers several (e.g. ``semihebb_mlp``)."""
+
+    local_rule: str | None = None
 
     def __init__(self, in_shape: Sequence[int], num_classes: int, mean: Sequence[float], std: Sequence[float], *,
                  hidden: int, head: HeadFactory, power: float = 1.0, input_norm: str = "l2",
@@ -123,7 +126,7 @@ class HebbianNet(nn.Module):
         return self.head(self.features(x))
 
     def extra_repr(self) -> str:
-        rule = getattr(self, "local_rule", None)
+        rule = self.local_rule
         return f"input_norm={self.input_norm!r}, power={self.power}" + (f", local_rule={rule!r}" if rule else "")
 
 

@@ -1,9 +1,8 @@
 """The first module of every model: checks the input contract and normalises inside the model."""
 from __future__ import annotations
 
-from typing import Sequence
-
 import warnings
+from typing import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -31,6 +30,8 @@ class ImageInput(nn.Module):
         if len(self.in_shape) != 3 or len(mean) != channels or len(std) != channels:
             raise ValueError(f"in_shape must be (C, H, W) with C values of mean and std; got in_shape={in_shape}, "
                              f"mean={mean}, std={std}")
+        self.mean: Tensor
+        self.std: Tensor
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.range_warned = False

@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 
 from zoo.data.catalog import DATASETS, SPLITS, DatasetInfo, check_split, dataset_info
-from zoo.errors import DataFormatError, UnsafeArchiveError, UnsafePickleError
 from zoo.data.roots import default_data_root, resolve_root
+from zoo.errors import DataFormatError, UnsafeArchiveError, UnsafePickleError
 
 __all__ = [
     "DATASETS",

@@ -58,6 +58,7 @@ def compare(path: Path | str, algorithm: str, expected: str, actual: str, *, wha
     raise ChecksumError(
         f"{path}: {what} differs from the official release "
         f"({algorithm} expected {expected.lower()}, got {actual.lower()}). "
-        "Delete the file and fetch it again (download=True; command line: --download), or pass verify=False to load it anyway "
+        "Delete the file and fetch it again (download=True; command line: --download), or pass verify=False to "
+        "load it anyway "
         "(meant for generated test files)."
     )

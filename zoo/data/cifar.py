@@ -33,17 +33,16 @@ from zoo.data import fetch
 from zoo.data.catalog import (
     CIFAR_BIN_FILES,
     CIFAR_BIN_FOLDER,
+    CIFAR_BIN_MD5,
     CIFAR_PY_FILES,
     CIFAR_PY_FOLDER,
-    CIFAR_BIN_MD5,
     CIFAR_PY_MD5,
     CIFAR_PY_TARBALL,
     CIFAR_RECORD_BYTES,
     CIFAR_RECORDS_PER_FILE,
     DATASETS,
 )
-from zoo.errors import DataFormatError, UnsafePickleError
-from zoo.errors import DatasetNotFoundError
+from zoo.errors import DataFormatError, DatasetNotFoundError, UnsafePickleError
 
 _PIXELS = 3 * 32 * 32
 _NUM_CLASSES = DATASETS["cifar10"].num_classes
@@ -148,7 +147,8 @@ def read_binary_batch(path: Path, *, limit: int | None = None,
 
 def _check_labels(y: np.ndarray, path: Path) -> None:
     if y.size and (int(y.min()) < 0 or int(y.max()) >= _NUM_CLASSES):
-        raise DataFormatError(f"{path}: labels out of range 0..{_NUM_CLASSES - 1} (found {int(y.min())}..{int(y.max())})")
+        raise DataFormatError(f"{path}: labels out of range 0..{_NUM_CLASSES - 1} "
+                              f"(found {int(y.min())}..{int(y.max())})")
 
 
 def split_paths(root: Path, split: str) -> tuple[list[Path], list[Path]]:
@@ -180,7 +180,8 @@ def load_cifar10_split(
         url = fetch.official_urls("cifar10", CIFAR_PY_TARBALL)[0]
         raise DatasetNotFoundError(
             f"cifar10 {split} split not found under {root}; missing:\n  " + "\n  ".join(looked)
-            + f"\nEither version (python or binary) is enough. Pass download=True (command line: --download) to fetch {url} "
+            + "\nEither version (python or binary) is enough. Pass download=True (command line: --download) "
+            + f"to fetch {url} "
             f"and extract it there, or extract that tarball into {root} yourself; "
             "root= or $ZOO_DATA_ROOT selects another data folder."
         )

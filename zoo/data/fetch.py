@@ -26,8 +26,14 @@ from zoo.data.catalog import (
     IDX_SHA256,
     MIRROR_ENV,
 )
-from zoo.errors import DataFormatError, UnsafeArchiveError
-from zoo.errors import ChecksumError, DownloadError, HashMismatchError, OfflineError
+from zoo.errors import (
+    ChecksumError,
+    DataFormatError,
+    DownloadError,
+    HashMismatchError,
+    OfflineError,
+    UnsafeArchiveError,
+)
 
 _CHUNK = 1 << 20
 _FILTER_ERRORS: tuple[type[BaseException], ...] = (
@@ -36,7 +42,8 @@ _FILTER_ERRORS: tuple[type[BaseException], ...] = (
 
 
 def mirror_bases(dataset: str) -> tuple[str, ...]:
-    """Base URLs to try, in order, for ``dataset``: ``$ZOO_DATA_MIRROR/<dataset>/`` alone when set, else the official ones."""
+    """Base URLs to try, in order, for ``dataset``: ``$ZOO_DATA_MIRROR/<dataset>/`` alone when set, else the official
+    ones."""
     override = os.environ.get(MIRROR_ENV, "").strip()
     if override:
         return (f"{override.rstrip('/')}/{dataset}/",)

@@ -9,9 +9,8 @@ import torch
 from zoo.data import fetch
 from zoo.data.bundle import BUNDLED_FILES, bundled_path
 from zoo.data.catalog import DATASETS, IDX_FILES, IDX_FOLDERS, IDX_SHA256
-from zoo.errors import DataFormatError
 from zoo.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
-from zoo.errors import DatasetNotFoundError
+from zoo.errors import DataFormatError, DatasetNotFoundError
 
 
 def raw_dir(root: Path, dataset: str) -> Path:

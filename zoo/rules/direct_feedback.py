@@ -59,7 +59,7 @@ class ErrorSignal:
 class _DirectFeedbackMixin:
     """Feedback buffer and the input-gradient projection shared by the linear and the conv layer."""
 
-    weight: nn.Parameter
+    weight: Tensor
 
     def _init_direct(self, in_numel: int, num_classes: int, signal: ErrorSignal, mode: str) -> None:
         if mode not in MODES:

@@ -72,7 +72,7 @@ class _FeedbackMixin:
 
     mode: str
     feedback_scale: str
-    weight: nn.Parameter
+    weight: Tensor
 
     def _init_feedback(self, mode: str, feedback_scale: str) -> None:
         if mode not in MODES:
@@ -93,7 +93,7 @@ class _FeedbackMixin:
         """The matrix ``B`` the backward pass uses now (for brSF: one fresh draw of ``R``)."""
         weight = self.weight.detach()
         if self.mode == "fa":
-            return self.feedback  # type: ignore[attr-defined,no-any-return]
+            return self.feedback  # type: ignore[attr-defined]
         if self.mode == "usf":
             return sign_feedback(weight, "usf", scale=self.feedback_scale)
         if self.mode == "frsf":

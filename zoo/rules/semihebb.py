@@ -121,7 +121,7 @@ class SemiHebbTrainer(HebbianPhaseTrainer):
     def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
                  collective: Collective = SINGLE) -> None:
         super().__init__(model, config, steps_per_epoch, epochs, collective=collective)
-        self.local_rule = getattr(model, "local_rule", "gupta")
+        self.local_rule = self.net.local_rule or "gupta"
         if self.local_rule not in LOCAL_RULES:
             raise ValueError(f"unknown local_rule {self.local_rule!r}; accepted: {LOCAL_RULES}")
         self.keep_fraction = float(self.config["keep_fraction"])

@@ -39,6 +39,7 @@ from zoo.distributed import SINGLE, Collective
 from zoo.registry import Family, register
 from zoo.trainer import Trainer
 
+
 class DTPNetwork(MLP):
     """The MLP with an activation option and the learned inverses ``inverses[l - 1]: h_l -> h_{l-1}`` for each
     hidden layer ``l >= 2`` (``len(hidden) - 1`` of them). ``forward`` and ``features`` are the MLP's."""
