@@ -35,11 +35,6 @@ def true_gradients() -> Iterator[None]:
         _TRUE_GRADIENTS.reset(token)
 
 
-def true_gradients_enabled() -> bool:
-    """Whether layers must behave as plain backprop layers now (see :func:`true_gradients`)."""
-    return _TRUE_GRADIENTS.get()
-
-
 def rule_active(module: nn.Module) -> bool:
     """Whether a rule layer must run its own backward pass now: in training mode, with autograd recording and
     outside :func:`true_gradients`. Otherwise (e.g. ``model.eval()`` for inference, input gradients or attacks)

@@ -3,7 +3,8 @@
 Checksums:
 
 * MNIST / Fashion-MNIST: SHA-256 of the *uncompressed* IDX files of the official releases (so a raw
-  file and any gzip of it verify alike). They are the values of ``/work/shared/datasets/SHA256SUMS``.
+  file and any gzip of it verify alike). They equal the values
+  in the ``SHA256SUMS`` file of the project's shared dataset folder.
 * CIFAR-10, python version: torchvision's MD5s of the pickled batches, and of the release tarball.
 * CIFAR-10, binary version: the official MD5s of the extracted ``.bin`` files (published beside
   ``cifar-10-binary.tar.gz``), and the binary tarball's MD5 when it is downloaded.

@@ -44,13 +44,6 @@ def cache_info() -> dict[str, int]:
         return {**_stats, "size": len(_memo)}
 
 
-def clear_cache() -> None:
-    """Forget every remembered digest (the next load of each file hashes it again)."""
-    with _lock:
-        _memo.clear()
-        _stats.update(hits=0, misses=0)
-
-
 def compare(path: Path | str, algorithm: str, expected: str, actual: str, *, what: str = "content") -> None:
     """Raise :class:`ChecksumError` naming the file and both digests unless ``actual == expected``."""
     if actual.lower() == expected.lower():

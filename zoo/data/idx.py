@@ -107,7 +107,7 @@ def read_idx(
     ``(n, *dims[1:])``, writable and contiguous; ``dims`` are the header's dimensions. With ``sha256``,
     the SHA-256 of the uncompressed content must equal it (:class:`zoo.errors.ChecksumError`
     otherwise); the result is memoised per file state, so a second read does not hash again.
-    A malformed file raises :class:`zoo.data.errors.DataFormatError`.
+    A malformed file raises :class:`zoo.errors.DataFormatError`.
     """
     path = Path(path)
     key = checksums.stat_key(path, _CONTENT_KIND)

@@ -18,7 +18,7 @@ def build_bp_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: Sequenc
     return MLP(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout)
 
 
-BP_MLP = register(Family(
+register(Family(
     name="bp_mlp",
     learning_rule="backprop",
     summary="Two-hidden-layer MLP trained with backpropagation (the baseline of every rule family).",
@@ -36,7 +36,7 @@ def build_bp_lenet(in_shape: tuple[int, int, int], num_classes: int, mean: Seque
     return LeNet(in_shape, num_classes, mean, std, dropout=dropout)
 
 
-BP_LENET = register(Family(
+register(Family(
     name="bp_lenet",
     learning_rule="backprop",
     summary="LeNet-5-size conv net (20-50 conv maps, 500 hidden units) trained with backpropagation.",

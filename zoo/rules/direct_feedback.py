@@ -283,7 +283,7 @@ NOEKLAND = "Noekland, Direct feedback alignment provides learning in deep neural
 FRENKEL = ("Frenkel, Lefebvre & Bol, Learning without feedback: fixed random learning signals allow for "
            "feedforward training of deep neural networks (Frontiers in Neuroscience 2021)")
 
-DFA_MLP = register(Family(
+register(Family(
     name="dfa_mlp", learning_rule="direct_feedback_alignment",
     summary="Two-hidden-layer MLP trained with direct feedback alignment: the output error is sent to every hidden "
             "layer through its own fixed random matrix (stored in the checkpoint).",
@@ -291,14 +291,14 @@ DFA_MLP = register(Family(
     default_arch={"hidden": [800, 800], "dropout": 0.0, "activation": "relu"},
     paper=NOEKLAND, alignment=gradient_alignment))
 
-DFA_LENET = register(Family(
+register(Family(
     name="dfa_lenet", learning_rule="direct_feedback_alignment",
     summary="LeNet-5-size conv net trained with direct feedback alignment: the output error is sent to every "
             "hidden layer through its own fixed random matrix (stored in the checkpoint).",
     build=build_dfa_lenet, trainer=GradientTrainer, default_arch={"dropout": 0.0},
     paper=NOEKLAND, alignment=gradient_alignment))
 
-DRTP_MLP = register(Family(
+register(Family(
     name="drtp_mlp", learning_rule="direct_random_target_projection",
     summary="Two-hidden-layer MLP trained with direct random target projection: each hidden layer learns from the "
             "one-hot target through a fixed random matrix, without any error feedback; the output layer from its "

@@ -274,42 +274,42 @@ MOSKOVITZ = ("Moskovitz, Litwin-Kumar & Abbott, Feedback alignment in deep convo
 _MLP_ARCH = {"hidden": [800, 800], "dropout": 0.0}
 _LENET_ARCH = {"dropout": 0.0}
 
-FA_MLP = register(Family(
+register(Family(
     name="fa_mlp", learning_rule="feedback_alignment",
     summary="Two-hidden-layer MLP trained with feedback alignment: a fixed random matrix B replaces W^T in the "
             "backward pass (B is stored in the checkpoint).",
     build=build_fa_mlp, trainer=GradientTrainer, default_arch=_MLP_ARCH, paper=LILLICRAP,
     alignment=gradient_alignment))
 
-FA_LENET = register(Family(
+register(Family(
     name="fa_lenet", learning_rule="feedback_alignment",
     summary="LeNet-5-size conv net trained with feedback alignment: fixed random feedback kernels and matrices "
             "replace W^T in the backward pass (stored in the checkpoint).",
     build=build_fa_lenet, trainer=GradientTrainer, default_arch=_LENET_ARCH, paper=LILLICRAP,
     alignment=gradient_alignment))
 
-USF_MLP = register(Family(
+register(Family(
     name="usf_mlp", learning_rule="sign_symmetry_usf",
     summary="Two-hidden-layer MLP trained with uniform sign-concordant feedback: B = sign(W), norm-matched "
             "to W, in the backward pass.",
     build=build_usf_mlp, trainer=GradientTrainer, default_arch={**_MLP_ARCH, "feedback_scale": "norm"},
     paper=LIAO, alignment=gradient_alignment))
 
-USF_LENET = register(Family(
+register(Family(
     name="usf_lenet", learning_rule="sign_symmetry_usf",
     summary="LeNet-5-size conv net trained with uniform sign-concordant feedback: B = sign(W), norm-matched "
             "to W, in the backward pass.",
     build=build_usf_lenet, trainer=GradientTrainer, default_arch={**_LENET_ARCH, "feedback_scale": "norm"},
     paper=LIAO, alignment=gradient_alignment))
 
-BRSF_LENET = register(Family(
+register(Family(
     name="brsf_lenet", learning_rule="sign_symmetry_brsf",
     summary="LeNet-5-size conv net trained with batchwise random-magnitude sign-concordant feedback: "
             "B = |R| * sign(W), R redrawn every batch, norm-matched to W.",
     build=build_brsf_lenet, trainer=GradientTrainer, default_arch={**_LENET_ARCH, "feedback_scale": "norm"},
     paper=MOSKOVITZ, alignment=gradient_alignment))
 
-FRSF_LENET = register(Family(
+register(Family(
     name="frsf_lenet", learning_rule="sign_symmetry_frsf",
     summary="LeNet-5-size conv net trained with fixed random-magnitude sign-concordant feedback: "
             "B = |R| * sign(W) with R fixed (stored in the checkpoint), norm-matched to W.",

@@ -286,7 +286,7 @@ def build_krotov_fa(in_shape: tuple[int, int, int], num_classes: int, mean: Sequ
 # n = 4.5 as in the paper; per-sample L2 input (see zoo.archs.hebbian); init_std 0.5 instead of the paper's 1.0
 KROTOV_ARCH = {"hidden": 2000, "power": 4.5, "input_norm": "l2", "init_std": 0.5}
 
-KROTOV_MLP = register(Family(
+register(Family(
     name="krotov_mlp",
     learning_rule="krotov_hopfield",
     summary=("Krotov-Hopfield unsupervised layer (competing hidden units) with the paper's BioCell head "
@@ -297,7 +297,7 @@ KROTOV_MLP = register(Family(
     paper=PAPER,
 ))
 
-KROTOV_FC = register(Family(
+register(Family(
     name="krotov_fc",
     learning_rule="krotov_hopfield+bp",
     summary="Krotov-Hopfield unsupervised layer with a linear read-out trained by cross-entropy.",
@@ -307,7 +307,7 @@ KROTOV_FC = register(Family(
     paper=PAPER,
 ))
 
-KROTOV_FA = register(Family(
+register(Family(
     name="krotov_fa",
     learning_rule="krotov_hopfield+fa",
     summary=("Krotov-Hopfield unsupervised layer with a two-layer head trained by feedback alignment "

@@ -153,7 +153,7 @@ def build_semihebb_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: S
     return model
 
 
-SEMIHEBB_MLP = register(Family(
+register(Family(
     name="semihebb_mlp",
     learning_rule="semi_hebbian",
     summary=("Hidden layer trained by a local thresholded Hebbian rule (HebbNet; Oja's rule as an option) "

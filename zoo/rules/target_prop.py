@@ -236,7 +236,7 @@ def build_dtp_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: Sequen
     return DTPNetwork(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout, activation=activation)
 
 
-DTP_MLP = register(Family(
+register(Family(
     name="dtp_mlp", learning_rule="difference_target_propagation",
     summary="Two-hidden-layer tanh MLP trained with difference target propagation: layer-local targets sent down "
             "through learned inverses with the difference correction (inverses stored in the checkpoint).",
