@@ -2,6 +2,7 @@
 
     python benchmarks/ddp_scaling.py                        # bp_mlp and fa_mlp on 12,000 MNIST images
     python benchmarks/ddp_scaling.py --families bp_mlp --limit 6000 --data-root ../shared/datasets
+    python benchmarks/ddp_scaling.py --batch-size 1000                 # larger global batches
 
 For each family the real command line trains one epoch twice: in one process and under ``torchrun`` with two
 processes (gloo), each process with one thread, on the same global batches. Throughput is images per second of
@@ -41,12 +42,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--families", nargs="+", default=["bp_mlp", "fa_mlp"])
     parser.add_argument("--limit", type=int, default=12_000, help="training images of the timed epoch")
+    parser.add_argument("--batch-size", type=int, help="global batch size (default: the recipe's, 100)")
     parser.add_argument("--data-root", type=Path, default=os.environ.get("ZOO_DATA_ROOT"))
     parser.add_argument("--repeats", type=int, default=5, help="timed saves of the state (median)")
     return parser.parse_args(argv)
 
 
-def epoch_throughput(family: str, processes: int, limit: int, data_root: Path | None, out: Path) -> float:
+def epoch_throughput(family: str, processes: int, limit: int, data_root: Path | None, out: Path,
+                     batch_size: int | None) -> float:
     """Images per second of one training epoch run by the real CLI with ``processes`` processes of one thread."""
     runner = [sys.executable] if processes == 1 else [sys.executable, "-m", "torch.distributed.run",
                                                       f"--nproc_per_node={processes}"]
@@ -54,6 +57,8 @@ def epoch_throughput(family: str, processes: int, limit: int, data_root: Path | 
                "--test-limit", "100", "--device", "cpu", "--no-progress", "--out", str(out)]
     if data_root is not None:
         command += ["--data-root", str(data_root)]
+    if batch_size is not None:
+        command += ["--set", f"fit.batch_size={batch_size}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(command, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     wall = json.loads((out / "entry.json").read_text())["recipe"]["curve"][0]["wall_s"]
@@ -83,8 +88,8 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{'epoch s':>8s} {'save/epoch':>10s}")
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.families:
-            one = epoch_throughput(name, 1, args.limit, args.data_root, Path(tmp) / f"{name}-1")
-            two = epoch_throughput(name, 2, args.limit, args.data_root, Path(tmp) / f"{name}-2")
+            one = epoch_throughput(name, 1, args.limit, args.data_root, Path(tmp) / f"{name}-1", args.batch_size)
+            two = epoch_throughput(name, 2, args.limit, args.data_root, Path(tmp) / f"{name}-2", args.batch_size)
             save = state_save_seconds(name, args.repeats, Path(tmp) / f"{name}-state")
             epoch = FULL_EPOCH / one
             print(f"{name:10s} {one:13.0f} {two:13.0f} {two / one:6.2f} {save:7.3f} {epoch:8.1f} "
