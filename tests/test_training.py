@@ -185,7 +185,7 @@ def test_two_processes_train_like_one(entrypoint, extra, tmp_path, data_root) ->
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--init", "bp_mlp.cifar10"], "pending"),
+    (["--init", "bp_mlp.cifar10"], "takes inputs of shape [3, 32, 32], this run's dataset has [1, 28, 28]"),
     (["--init", "bp_mlp.mnst"], "Did you mean: bp_mlp.mnist"),
     (["--init", "fa_mlp.mnist"], "continues only from its own checkpoints"),
     (["--limit", "0"], "--limit must be a positive number of images, got 0"),
@@ -199,6 +199,15 @@ def test_bad_command_lines_get_one_clear_error(argv, message, tmp_path, data_roo
                  "--out", str(tmp_path / "x"), *argv]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_init_from_a_pending_checkpoint_is_refused(tiny_zoo, tmp_path, data_root, capsys) -> None:
+    assert main(["bp_mlp", "--dataset", "fashion_mnist", "--pending", "Not trained yet.",
+                 "--manifest", str(tiny_zoo.manifest)]) == 0
+    assert main(["bp_mlp", "--dataset", "fashion_mnist", "--epochs", "1", "--data-root", str(data_root),
+                 "--out", str(tmp_path / "x"), "--init", "bp_mlp.fashion_mnist"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --init bp_mlp.fashion_mnist: that checkpoint is pending") and err.count("\n") == 1
 
 
 def test_log_without_a_terminal_is_one_line_per_epoch(tmp_path, data_root) -> None:

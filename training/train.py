@@ -129,8 +129,8 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
 
 
-def init_entry(family: Family, init: str) -> Entry:
-    """The published entry ``--init`` names, checked to be of the same learning rule."""
+def init_entry(family: Family, init: str, arch: dict[str, Any]) -> Entry:
+    """The published entry ``--init`` names, checked to be of the same learning rule and input shape as ``arch``."""
     import zoo
     from zoo.errors import UnknownModelError
 
@@ -144,6 +144,9 @@ def init_entry(family: Family, init: str) -> Entry:
     if entry.learning_rule != family.learning_rule or entry.entrypoint != family.name:
         raise UsageError(f"--init {init} was trained by {entry.entrypoint} ({entry.learning_rule}); "
                          f"{family.name} continues only from its own checkpoints ({family.learning_rule})")
+    if list(entry.arch["in_shape"]) != list(arch["in_shape"]):
+        raise UsageError(f"--init {init} takes inputs of shape {entry.arch['in_shape']}, this run's dataset has "
+                         f"{arch['in_shape']}; start from a checkpoint of the same input shape")
     return entry
 
 
@@ -154,7 +157,7 @@ def initial_model(family: Family, arch: dict[str, Any], init: str | None) -> tor
         return model
     from zoo.resolve import resolve_file
 
-    return load_into(model, resolve_file(init_entry(family, init)))
+    return load_into(model, resolve_file(init_entry(family, init, arch)))
 
 
 def base_entry(family: Family, dataset: str, arch: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
@@ -234,7 +237,7 @@ def train(args: argparse.Namespace) -> Entry | None:
         raise UsageError("refusing to publish from a git tree with uncommitted changes (the recorded commit would "
                          "not reproduce the checkpoint); commit them first, or pass --out DIR for a private run")
     if config["init"] is not None:
-        init_entry(family, config["init"])  # a clear error before any data is read
+        init_entry(family, config["init"], arch)  # a clear error before any data is read
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     device = run_device(args.device)
