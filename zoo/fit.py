@@ -117,9 +117,9 @@ def fit(model: nn.Module, family: Family, images: Tensor, labels: Tensor, config
             index = order[step * config.batch_size:(step + 1) * config.batch_size]
             x = augment(images[index].to(torch.float32).div_(255.0), config, generator)
             y = labels[index]
-            if collective.distributed:
-                x, y = x[collective.rank * shard:(collective.rank + 1) * shard], y[collective.rank * shard:
-                                                                                   (collective.rank + 1) * shard]
+            if collective.distributed:  # this process's rows of the global batch
+                part = slice(collective.rank * shard, (collective.rank + 1) * shard)
+                x, y = x[part], y[part]
             loss = trainer.step(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
             total += loss
             bar.set_postfix(loss=f"{loss:.4f}")

@@ -38,7 +38,7 @@ class ImageInput(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Check the contract, cast any float dtype to the model's (float64 from NumPy is the common case) and
-        normalise. Values far outside [0, 1] (e.g. 0-255 floats) get a one-time warning."""
+        normalise. In eval mode, values far outside [0, 1] (e.g. 0-255 floats) get a one-time warning."""
         if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape \
                 or not x.is_floating_point():
             got = f"{x.dtype} tensor of shape {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
@@ -46,13 +46,17 @@ class ImageInput(nn.Module):
                 f"expected float images of shape {shape_text(self.in_shape)} scaled to [0, 1] (any float dtype); "
                 f"got {got}. Convert uint8 images with zoo.get_weights(id).transforms().")
         x = x.to(self.mean.dtype)
-        low, high = (float(v) for v in torch.aminmax(x.detach())) if x.numel() else (0.0, 1.0)
-        if not self.range_warned and (low < -RANGE_SLACK or high > 1 + RANGE_SLACK):
+        if not self.training and not self.range_warned and x.numel():  # inference only: no cost in training steps
+            self._warn_if_out_of_range(x)
+        return (x - self.mean) / self.std
+
+    def _warn_if_out_of_range(self, x: Tensor) -> None:
+        low, high = (float(v) for v in torch.aminmax(x.detach()))
+        if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
             self.range_warned = True
             warnings.warn(f"input values span [{low:.3g}, {high:.3g}]; the model expects "
                           "images scaled to [0, 1] like torchvision's ToTensor (uint8 images: use "
-                          "zoo.get_weights(id).transforms())", UserWarning, stacklevel=2)
-        return (x - self.mean) / self.std
+                          "zoo.get_weights(id).transforms())", UserWarning, stacklevel=3)
 
     def extra_repr(self) -> str:
         return f"in_shape={self.in_shape}"
