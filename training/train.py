@@ -38,7 +38,7 @@ from zoo.integrity import sha256_file
 from zoo.manifest import Entry
 from zoo.paths import manifest_path
 from zoo.registry import Family, get_family
-from zoo.train_state import clear_train_state, saved_epochs
+from zoo.train_state import atomic_write, clear_train_state, saved_epochs
 
 WEIGHTS_URL = "https://github.com/bioplausible-zoo/bioplausible-zoo/releases/download/weights-v1/"
 HF_ORG = "bioplausible-zoo"
@@ -181,9 +181,7 @@ def write_run_output(out_dir: Path, entry_fields: dict[str, Any], model: torch.n
                              "size_bytes": (out_dir / name).stat().st_size,
                              "num_params": sum(p.numel() for p in model.parameters()),
                              "url": WEIGHTS_URL + name})
-    tmp = out_dir / (ENTRY_JSON + ".tmp")
-    tmp.write_text(json.dumps(entry.to_dict(), indent=2) + "\n")
-    os.replace(tmp, out_dir / ENTRY_JSON)
+    atomic_write(out_dir / ENTRY_JSON, lambda tmp: Path(tmp).write_text(json.dumps(entry.to_dict(), indent=2) + "\n"))
     return entry
 
 

@@ -15,7 +15,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -97,9 +97,9 @@ def save_train_state(folder: Path, *, model: nn.Module, trainer_state: dict[str,
                 "rng": flatten(rng_state(generator), "rng", tensors),
                 "extra": extra}
     name = f"state-epoch{epochs_done:04d}.safetensors"
-    _atomic_write(folder / name, lambda tmp: save_file(tensors, tmp))
+    atomic_write(folder / name, lambda tmp: save_file(tensors, tmp))
     document["file"], document["sha256"] = name, sha256_file(folder / name)
-    _atomic_write(folder / STATE_JSON, lambda tmp: Path(tmp).write_text(json.dumps(document, indent=1)))
+    atomic_write(folder / STATE_JSON, lambda tmp: Path(tmp).write_text(json.dumps(document, indent=1)))
     for old in folder.glob("state-epoch*.safetensors"):
         if old.name != name:
             old.unlink()
@@ -141,7 +141,9 @@ def clear_train_state(folder: Path) -> None:
         old.unlink()
 
 
-def _atomic_write(path: Path, write: Any) -> None:
+def atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """Create or replace ``path`` atomically: ``write(tmp)`` fills a temporary file beside it (mode 644), which is
+    renamed onto ``path``; on failure the temporary file is removed and ``path`` is untouched."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
     os.close(fd)
     try:
