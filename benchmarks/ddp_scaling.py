@@ -10,7 +10,7 @@ the epoch's training time as the run itself recorded it (``recipe.curve[0].wall_
 saving excluded), and the table prints the 2-process / 1-process ratio (2.00 would be perfect scaling on two
 cores).
 
-The state cost: the median time of :func:`zoo.train_state.save_train_state` for the family's model and trainer
+The state cost: the median time of :func:`zoo.engine.train_state.save_train_state` for the family's model and trainer
 after one epoch, as a fraction of the time of one full epoch (60,000 MNIST images at the 1-process throughput
 measured above). Target: at most 2 %.
 """
@@ -32,8 +32,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from zoo.engine.train_state import save_train_state  # noqa: E402
 from zoo.registry import get_family  # noqa: E402
-from zoo.train_state import save_train_state  # noqa: E402
 
 FULL_EPOCH = 60_000
 

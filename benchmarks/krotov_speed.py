@@ -12,7 +12,7 @@ delta = 0.4, minibatch 100, eps0 = 0.02):
   the whole training set as float64 ``image / 255``, ``tot_input = (sign(W)|W|^(p-1)) @ inputs``, a full
   ``np.argsort`` of the hidden units for every sample, the dense ``ds = yl @ inputs.T - xx * W``, ``W += eps *
   ds / max|ds|``, all in float64;
-* zoo: :class:`zoo.rules.krotov.KrotovTrainer` fed exactly as ``zoo.fit`` feeds it (uint8 images converted per
+* zoo: :class:`zoo.rules.krotov.KrotovTrainer` fed exactly as ``zoo.engine.fit`` feeds it (uint8 images converted per
   batch); its model uses ``input_norm="raw"`` and ``init_std=1`` here so that both compute the same thing
   (the published families use per-sample L2 normalisation, which costs the same).
 
@@ -74,7 +74,7 @@ def reference_worker(work: Path, batches: int) -> dict[str, float]:
 
 
 def zoo_worker(work: Path, batches: int, epochs_for_anneal: int, dataset: str) -> dict[str, float]:
-    """The zoo's KrotovTrainer, one Hebbian step per minibatch, fed like zoo.fit feeds it."""
+    """The zoo's KrotovTrainer, one Hebbian step per minibatch, fed like zoo.engine.fit feeds it."""
     import numpy as np
     import torch
 

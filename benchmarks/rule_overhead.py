@@ -8,7 +8,7 @@ pixels) with its own trainer and default recipe settings; the families take turn
 of machine load during the run hits them alike. After ``--warmup`` untimed steps, one repeat times ``--batches``
 consecutive ``trainer.step`` calls. The table gives the median images/s, the time per step relative to backprop
 (``time x``: 1.00 = as fast as backprop, 1.30 = 30% slower; ``cpu x``: the same ratio in process CPU time, which
-a busy machine disturbs less than wall time) and the implied seconds per epoch of the 60,000 MNIST training images.
+a busy machine disturbs less than wall time) and the implied seconds per epoch of the dataset's training images.
 """
 from __future__ import annotations
 
@@ -23,19 +23,28 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from zoo.registry import get_family  # noqa: E402
+from zoo.data.catalog import DATASETS  # noqa: E402
+from zoo.registry import architectures, families, get_family  # noqa: E402
 
-ARCHS = {
-    "mlp": ["bp_mlp", "fa_mlp", "usf_mlp", "dfa_mlp", "drtp_mlp", "dtp_mlp"],
-    "lenet": ["bp_lenet", "fa_lenet", "usf_lenet", "brsf_lenet", "frsf_lenet", "dfa_lenet"],
-}
-EPOCH_IMAGES = 60_000
+
+def families_by_architecture() -> dict[str, list[str]]:
+    """For each architecture, its families from the registry, backprop's first (the reference)."""
+    out: dict[str, list[str]] = {}
+    for arch in architectures():
+        names = sorted(n for n, f in families().items() if f.architecture == arch and n != f"bp_{arch}")
+        out[arch] = [f"bp_{arch}", *names]
+    return out
+
+
+ARCHS = families_by_architecture()
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--arch", choices=[*ARCHS, "all"], default="all")
-    parser.add_argument("--dataset", default="mnist", help="sets the input shape and class count (default mnist)")
+    parser.add_argument("--dataset", default="mnist",
+                        help="sets the input shape and class count (default mnist; an architecture made for other "
+                             "datasets uses its first one)")
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--batches", type=int, default=20, help="timed steps per repeat")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per family before the first repeat")
@@ -56,13 +65,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.arch not in ("all", arch):
             continue
         families = [get_family(n) for n in names]
-        first = families[0].arch_for(args.dataset)
+        made_for = architectures()[arch].datasets
+        dataset = args.dataset if args.dataset in made_for else made_for[0]
+        first = families[0].arch_for(dataset)
         shape = (args.batch_size, *first["in_shape"])
         batches = [(torch.rand(shape), torch.randint(0, first["num_classes"], (args.batch_size,)))
                    for _ in range(args.batches)]
         trainers = {}
         for family in families:
-            model = family.build_model(family.arch_for(args.dataset)).train()
+            model = family.build_model(family.arch_for(dataset)).train()
             trainers[family.name] = family.trainer(model, {"schedule": "constant"}, 10_000, 1)
             for x, y in batches[:args.warmup]:
                 trainers[family.name].step(x, y)
@@ -77,14 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 wall[name].append((time.perf_counter() - start) / len(batches))
                 cpu[name].append((time.process_time() - start_cpu) / len(batches))
         base, base_cpu = statistics.median(wall[names[0]]), statistics.median(cpu[names[0]])
-        print(f"\n{arch} ({args.dataset}, arch defaults)")
+        epoch_images = DATASETS[dataset].n_train
+        print(f"\n{arch} ({dataset}, arch defaults; s/epoch for its {epoch_images:,} training images)")
         print(f"{'family':<12} {'ms/step':>8} {'images/s':>9} {'time x':>7} {'cpu x':>6} {'s/epoch':>8}  "
               f"repeats (wall ms/step)")
         for name in names:
             step, step_cpu = statistics.median(wall[name]), statistics.median(cpu[name])
             runs = " ".join(f"{1000 * t:.0f}" for t in wall[name])
             print(f"{name:<12} {1000 * step:>8.1f} {args.batch_size / step:>9.0f} {step / base:>7.2f} "
-                  f"{step_cpu / base_cpu:>6.2f} {EPOCH_IMAGES / args.batch_size * step:>8.1f}  {runs}")
+                  f"{step_cpu / base_cpu:>6.2f} {epoch_images / args.batch_size * step:>8.1f}  {runs}")
     return 0
 
 

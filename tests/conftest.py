@@ -107,7 +107,7 @@ def _tiny_model() -> tuple[Any, dict[str, Any], dict[str, Any]]:
     import torch
 
     from zoo.data import load_split
-    from zoo.evaluate import full_metrics
+    from zoo.evaluation.evaluate import full_metrics
     from zoo.registry import get_family
 
     torch.manual_seed(0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from zoo.paths import REPO_ROOT
+from zoo.weights.paths import REPO_ROOT
 
 
 def run(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -44,7 +44,7 @@ def test_unknown_id_is_one_clear_line() -> None:
 
 def add_entry(tiny_zoo, **changes: object) -> str:
     """Add a copy of the tiny entry with ``changes`` to the tiny manifest (through the manifest's own writer)."""
-    from zoo.manifest import Entry, read_manifest, write_manifest
+    from zoo.weights.manifest import Entry, read_manifest, write_manifest
 
     manifest = read_manifest(tiny_zoo.manifest)
     entry = manifest.entries[tiny_zoo.model_id]
@@ -97,7 +97,7 @@ def test_export_hf_refuses_a_non_empty_folder_and_leaves_nothing_on_failure(tiny
 
 
 def test_cli_errors_are_one_line_with_debug_for_the_traceback(tiny_zoo) -> None:
-    from zoo.integrity import sha256_file
+    from zoo.weights.integrity import sha256_file
 
     bad_limit = run("eval", tiny_zoo.model_id, "--limit", "0")
     assert bad_limit.returncode == 2

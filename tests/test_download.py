@@ -1,4 +1,4 @@
-"""zoo.download.download_file against a real loopback HTTP server (tests/servers.py)."""
+"""zoo.weights.download.download_file against a real loopback HTTP server (tests/servers.py)."""
 from __future__ import annotations
 
 import hashlib
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from zoo.download import DownloadHashMismatchError, download_file
 from zoo.errors import DownloadError, HashMismatchError, OfflineError
+from zoo.weights.download import DownloadHashMismatchError, download_file
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = os.urandom(300_000)
@@ -229,9 +229,9 @@ def test_unreachable_host_fails_fast(tmp_path):
 _CHILD = r"""
 import sys, time, types
 from pathlib import Path
-# Import zoo.download without running zoo/__init__ (which pulls in torch: seconds per child).
+# Import zoo.weights.download without running zoo/__init__ (which pulls in torch: seconds per child).
 pkg = types.ModuleType("zoo"); pkg.__path__ = [str(Path(sys.argv[1]) / "zoo")]; sys.modules["zoo"] = pkg
-from zoo.download import download_file
+from zoo.weights.download import download_file
 url, dest, sha, ready, go = sys.argv[2], Path(sys.argv[3]), sys.argv[4] or None, Path(sys.argv[5]), Path(sys.argv[6])
 ready.touch()
 deadline = time.monotonic() + 30
@@ -289,7 +289,7 @@ def test_a_killed_download_leaves_a_partial_file_that_the_next_download_removes(
     srv.set_fault("a.bin", "slow")
     dest = tmp_path / "cache" / "a.bin"
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
-                              "from zoo.download import download_file; "
+                              "from zoo.weights.download import download_file; "
                               "download_file(sys.argv[2], __import__('pathlib').Path(sys.argv[3]), progress=False)",
                               str(REPO), srv.url("a.bin"), str(dest)])
     deadline = time.monotonic() + 30

@@ -1,4 +1,4 @@
-"""zoo.hf_hub against HubServer (tests/servers.py) with the real huggingface_hub client."""
+"""zoo.weights.hf_hub against HubServer (tests/servers.py) with the real huggingface_hub client."""
 from __future__ import annotations
 
 import os
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from zoo.errors import DownloadError, OfflineError
-from zoo.hf_hub import PushError, hf_download, push_folder
+from zoo.weights.hf_hub import PushError, hf_download, push_folder
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = os.urandom(50_000)
@@ -21,7 +21,7 @@ SHA_B = "b" * 40
 
 @pytest.fixture
 def hub(hub_server, monkeypatch):
-    """A HubServer with one repo; HF_ENDPOINT points at it (set after zoo.hf_hub was imported)."""
+    """A HubServer with one repo; HF_ENDPOINT points at it (set after zoo.weights.hf_hub was imported)."""
     server = hub_server(REPOS, revision_sha=SHA_A)
     monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
     return server
@@ -106,11 +106,11 @@ def test_offline_at_import_online_at_call(hub, tmp_path):
     """huggingface_hub imported with HF_HUB_OFFLINE=1 freezes it; hf_download re-reads it."""
     code = (
         "import os, sys, types;"
-        # zoo.hf_hub without running zoo/__init__ (which pulls in torch: seconds per child).
+        # zoo.weights.hf_hub without running zoo/__init__ (which pulls in torch: seconds per child).
         "pkg = types.ModuleType('zoo'); pkg.__path__ = [sys.argv[1] + '/zoo']; sys.modules['zoo'] = pkg;"
         "import huggingface_hub.constants as c; assert c.HF_HUB_OFFLINE;"  # frozen True at import
         "del os.environ['HF_HUB_OFFLINE'];"
-        "from zoo.hf_hub import hf_download;"
+        "from zoo.weights.hf_hub import hf_download;"
         "print(len(hf_download('zoo-org/bp_mlp-mnist', 'sub/config.json').read_bytes()))"
     )
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(tmp_path / "hub")}

@@ -9,8 +9,8 @@ import torch
 
 import zoo
 from zoo.errors import UnknownModelError
-from zoo.paths import REPO_ROOT
 from zoo.registry import families
+from zoo.weights.paths import REPO_ROOT
 
 REPO = str(REPO_ROOT)
 

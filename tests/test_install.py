@@ -7,8 +7,8 @@ import zipfile
 from pathlib import Path
 
 import zoo
-from zoo.paths import REPO_ROOT
-from zoo.resolve import checkout_file
+from zoo.weights.paths import REPO_ROOT
+from zoo.weights.resolve import checkout_file
 
 
 def test_built_wheel_works_outside_the_checkout(tmp_path, file_server) -> None:
@@ -27,7 +27,7 @@ def test_built_wheel_works_outside_the_checkout(tmp_path, file_server) -> None:
     server = file_server({entry.filename: checkout_file(entry).read_bytes()})
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    script = ("import zoo, torch; from zoo.data import load_split; from zoo.evaluate import top1; "
+    script = ("import zoo, torch; from zoo.data import load_split; from zoo.evaluation.evaluate import top1; "
               "x, y = load_split('mnist', 'test'); m = zoo.load('bp_mlp.mnist'); "
               "print(zoo.__file__); print(len(zoo.list_models())); print(top1(m, x, y))")
     env = {"PYTHONPATH": str(site), "ZOO_WEIGHTS_URL": server.base_url, "TORCH_HOME": str(tmp_path / "torch"),
@@ -40,3 +40,15 @@ def test_built_wheel_works_outside_the_checkout(tmp_path, file_server) -> None:
     assert int(count) == len(zoo.list_models())
     assert abs(float(accuracy) - entry.metrics["top1"]) <= 0.05
     assert server.requests == [entry.filename], "the weights came over HTTP from the manifest's URL (base replaced)"
+
+
+def test_import_zoo_leaves_readers_downloads_and_the_hub_client_unloaded() -> None:
+    """``import zoo`` loads torch and the manifest code; data readers, downloads and huggingface_hub wait until used
+    (measured in a fresh interpreter)."""
+    probe = ("import sys; import zoo; print(' '.join(sorted(m for m in sys.modules if m.startswith("
+             "('zoo.data.idx', 'zoo.data.cifar', 'zoo.data.mnist', 'zoo.data.fetch', 'zoo.weights.download', "
+             "'zoo.weights.resolve', 'zoo.weights.hf_hub', 'huggingface_hub', 'zoo.rules.krotov')))))")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True,
+                            cwd=str(REPO_ROOT))
+    assert result.stdout.split() == []
+    assert callable(zoo.from_hub)  # loaded on first use

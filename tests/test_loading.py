@@ -10,8 +10,8 @@ import torch
 
 import zoo
 from zoo.errors import DownloadError, HashMismatchError, OfflineError, WeightsPendingError, ZooError
-from zoo.hub_layout import export_folder
-from zoo.resolve import cached_file, resolve_file
+from zoo.weights.hub_layout import export_folder
+from zoo.weights.resolve import cached_file, resolve_file
 
 
 def same_model(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from zoo.errors import ManifestError
-from zoo.manifest import Entry, Manifest, read_manifest
-from zoo.paths import REPO_ROOT
+from zoo.weights.manifest import Entry, Manifest, read_manifest
+from zoo.weights.paths import REPO_ROOT
 
 
 def published() -> dict[str, Any]:

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import zoo
-from zoo.checkpoint import load_into, read_metadata, save_checkpoint
+from zoo.data.transforms import ToFloatImages
 from zoo.errors import UnknownModelError
 from zoo.registry import get_family
-from zoo.transforms import ToFloatImages
+from zoo.weights.checkpoint import load_into, read_metadata, save_checkpoint
 
 
 def small_mlp(**arch: object) -> torch.nn.Module:

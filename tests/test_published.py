@@ -8,11 +8,12 @@ import torch
 from safetensors.torch import load_file
 
 import zoo
+from training.recipes import effective_config
 from training.train import parse_args, resolved_config
 from zoo.data import load_split
-from zoo.evaluate import top1
-from zoo.manifest import read_manifest
-from zoo.paths import REPO_ROOT
+from zoo.evaluation.evaluate import top1
+from zoo.weights.manifest import read_manifest
+from zoo.weights.paths import REPO_ROOT
 
 MANIFEST = read_manifest(REPO_ROOT / "weights_manifest.json")
 PUBLISHED = sorted(e.id for e in MANIFEST.entries.values() if e.published)
@@ -29,12 +30,15 @@ def test_hub_load_reproduces_manifest_accuracy(model_id: str, data_root) -> None
 
 @pytest.mark.parametrize("model_id", sorted(MANIFEST.entries))
 def test_recorded_recipe_is_what_its_command_runs_today(model_id: str) -> None:
-    """Every entry (published or pending) is reproducible: its command, run against today's recipes, resolves to
-    exactly the configuration the manifest recorded. A recipe edited without retraining fails here."""
+    """Every entry (published or pending) is reproducible: its command, run against today's recipes and the
+    defaults declared in the code, trains exactly the configuration the manifest recorded. A recipe or a default
+    edited without retraining fails here."""
     entry = MANIFEST.entries[model_id]
     words = shlex.split(entry.recipe["command"])
     assert words[:3] == ["python", "-m", "training.train"]
-    assert resolved_config(parse_args(words[3:])) == entry.recipe["config"]
+    today = effective_config(entry.entrypoint, entry.dataset, resolved_config(parse_args(words[3:])))
+    assert today == effective_config(entry.entrypoint, entry.dataset, entry.recipe["config"])
+    assert today["arch"] == {**today["arch"], **entry.arch}  # the checkpoint was built from that architecture
 
 
 def test_some_checkpoint_is_fine_tuned_from_another() -> None:

@@ -1,12 +1,13 @@
-"""README's results table is generated from the manifest and must be current."""
+"""README's generated tables (results from the manifest, learning rules from the registry) must be current."""
 from __future__ import annotations
 
-from training.readme_table import END, START, main, render_table, updated_readme
-from zoo.manifest import read_manifest
-from zoo.paths import REPO_ROOT
+from training.readme_table import RESULTS, RULES, main, render_rules, render_table, updated_readme
+from zoo.registry import families, rules
+from zoo.weights.manifest import read_manifest
+from zoo.weights.paths import REPO_ROOT
 
 
-def test_readme_results_table_is_current() -> None:
+def test_readme_tables_are_current() -> None:
     assert main(["--check"]) == 0, "run `python -m training.readme_table`"
 
 
@@ -15,4 +16,17 @@ def test_table_lists_every_manifest_entry() -> None:
     table = render_table(manifest)
     for entry in manifest.entries.values():
         assert f"`{entry.entrypoint}`" in table
-    assert updated_readme(f"a\n{START}\nold\n{END}\nb", table) == f"a\n{START}\n{table}\n{END}\nb"
+    start, end = RESULTS
+    assert updated_readme(f"a\n{start}\nold\n{end}\nb", table) == f"a\n{start}\n{table}\n{end}\nb"
+
+
+def test_rule_table_has_a_row_per_rule_naming_each_family() -> None:
+    table = render_rules()
+    rows = [line for line in table.splitlines()[2:]]
+    assert [row.split("|")[1].strip() for row in rows] == [f"`{name}`" for name in rules()]
+    for name in families():
+        assert f"`{name}`" in table
+    for row in rows:  # cells hold no unescaped "|" (|R| in a formula must not split the row)
+        assert row.replace("\\|", "").count("|") == 5
+    start, end = RULES
+    assert updated_readme(f"{start}\n{end}", table, RULES) == f"{start}\n{table}\n{end}"

@@ -14,24 +14,29 @@ from datasets import root_with
 from torch import nn
 from torch.nn import functional as F
 
-from zoo.alignment import angle_degrees, true_gradients
-from zoo.checkpoint import load_into, save_checkpoint
-from zoo.registry import get_family
+from zoo.evaluation.alignment import angle_degrees
+from zoo.registry import families, get_family
+from zoo.rules.base import true_gradients
 from zoo.rules.direct_feedback import DirectFeedbackConv2d, DirectFeedbackLinear, ErrorSignal, set_target
 from zoo.rules.feedback_alignment import FeedbackConv2d, FeedbackLinear, sign_feedback
 from zoo.rules.target_prop import DTPNetwork, DTPTrainer, compute_targets, inverse_loss, local_forward
+from zoo.weights.checkpoint import load_into, save_checkpoint
 
-MLP_RULES = ["bp_mlp", "fa_mlp", "usf_mlp", "dfa_mlp", "drtp_mlp", "dtp_mlp"]
-LENET_RULES = ["bp_lenet", "fa_lenet", "usf_lenet", "brsf_lenet", "frsf_lenet", "dfa_lenet"]
-NEW_FAMILIES = [n for n in MLP_RULES + LENET_RULES if n != "bp_mlp"]
+# every family whose network is a registered architecture (the gradient-style rules), from the registry
+GRADIENT_FAMILIES = sorted(n for n, f in families().items() if f.architecture is not None)
 
 
 def tiny(name: str, **overrides: object) -> nn.Module:
-    """A small untrained model of a family on 1x28x28 inputs (MLP: hidden [16, 12])."""
+    """A small untrained model of a family on its first dataset's inputs (MLP: hidden [16, 12])."""
     family = get_family(name)
-    if name.endswith("_mlp"):
+    if family.architecture == "mlp":
         overrides.setdefault("hidden", [16, 12])
-    return family.build_model(family.arch_for("mnist", **overrides))
+    return family.build_model(family.arch_for(family.datasets[0], **overrides))
+
+
+def images(name: str, n: int) -> torch.Tensor:
+    """``n`` random images shaped for the family's first dataset."""
+    return torch.rand(n, *get_family(name).arch_for(get_family(name).datasets[0])["in_shape"])
 
 
 def data_root() -> Path:
@@ -161,18 +166,6 @@ def test_brsf_redraws_r_each_batch_keeping_the_sign_of_w() -> None:
         seen.append(b)
     assert not torch.allclose(seen[0], seen[1])  # a fresh R every batch
     assert "feedback_r" not in layer.state_dict()
-
-
-def test_eval_mode_layers_are_plain_layers() -> None:
-    """After model.eval() the rule is off: input gradients (saliency, FGSM) are the network's true gradients."""
-    torch.manual_seed(7)
-    for name in ["fa_mlp", "dfa_mlp", "usf_mlp"]:
-        model = tiny(name).eval()
-        x, y = torch.rand(4, 1, 28, 28, requires_grad=True), torch.randint(0, 10, (4,))
-        (ours,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)
-        with true_gradients():
-            (exact,) = torch.autograd.grad(F.cross_entropy(model(x), y), x)
-        torch.testing.assert_close(ours, exact)
 
 
 # --------------------------------------------------------------------------------------------- DFA and DRTP
@@ -341,18 +334,19 @@ def test_dtp_inverse_loss_decreases() -> None:
 # --------------------------------------------------------------------------------------------- families
 
 
-@pytest.mark.parametrize("name", [n for n in MLP_RULES + LENET_RULES if not n.startswith("bp_")])
+@pytest.mark.parametrize("name", [n for n in GRADIENT_FAMILIES if get_family(n).rule != "bp"])
 def test_forward_equals_the_backprop_network_with_the_same_weights(name: str) -> None:
     torch.manual_seed(15)
     rule = tiny(name)
-    bp_name = "bp_mlp" if name.endswith("_mlp") else "bp_lenet"
-    arch = {"hidden": [16, 12], "dropout": 0.0} if name.endswith("_mlp") else {}
-    bp = get_family(bp_name).build_model(get_family(bp_name).arch_for("mnist", **arch))
-    if name in ("dtp_mlp", "drtp_mlp"):
-        bp.act = nn.Tanh()  # these rules use tanh units (an arch option of their MLP)
+    family = get_family(name)
+    bp_family = get_family(f"bp_{family.architecture}")
+    # the same architecture options (e.g. DRTP's tanh units), without dropout
+    shared = {k: v for k, v in family.default_arch.items() if k in bp_family.default_arch}
+    shared.update({"dropout": 0.0, **({"hidden": [16, 12]} if family.architecture == "mlp" else {})})
+    bp = bp_family.build_model(bp_family.arch_for(family.datasets[0], **shared))
     bp_state = bp.state_dict()
     rule.load_state_dict({**rule.state_dict(), **{k: v for k, v in bp_state.items()}}, strict=True)
-    x = torch.rand(3, 1, 28, 28)
+    x = images(name, 3)
     for mode in (True, False):  # training mode (rule layers active) and eval mode
         rule.train(mode)
         bp.train(mode)
@@ -360,11 +354,11 @@ def test_forward_equals_the_backprop_network_with_the_same_weights(name: str) ->
         assert torch.equal(rule.features(x), bp.features(x))
 
 
-@pytest.mark.parametrize("name", NEW_FAMILIES + ["bp_mlp"])
+@pytest.mark.parametrize("name", GRADIENT_FAMILIES)
 def test_family_metadata_is_complete(name: str) -> None:
     family = get_family(name)
     assert family.summary and family.paper and family.default_arch and family.alignment is not None
-    assert issubclass(family.trainer, __import__("zoo.trainer", fromlist=["Trainer"]).Trainer)
+    assert issubclass(family.trainer, __import__("zoo.engine.trainer", fromlist=["Trainer"]).Trainer)
 
 
 @pytest.mark.parametrize("name", ["bp_mlp", "bp_lenet"])
@@ -386,8 +380,8 @@ def test_alignment_measures_the_rule_not_backprop() -> None:
         layer.feedback.copy_(layer.weight.detach())
     assert all(a < 0.1 for a in get_family("fa_mlp").alignment(model, x, y).values())
     assert model.training and model.hidden[0].weight.grad is None  # mode and .grad untouched
-    for name in ["usf_lenet", "dfa_lenet", "drtp_mlp", "dtp_mlp"]:
-        angles = get_family(name).alignment(tiny(name), x, y)
+    for name in ["usf_lenet", "dfa_lenet", "drtp_mlp", "dtp_mlp", "dfa_cnn"]:
+        angles = get_family(name).alignment(tiny(name), images(name, 8), y)
         assert angles and all(0.0 <= a <= 180.0 for a in angles.values())
     assert angle_degrees(torch.ones(3), -torch.ones(3)) == pytest.approx(180.0)
 
@@ -439,8 +433,8 @@ SMOKE = {  # family -> rule config for one epoch on 1000 images
 @pytest.mark.parametrize("name", sorted(SMOKE))
 def test_one_epoch_on_1000_mnist_images_learns(name: str) -> None:
     from zoo.data import load_split
-    from zoo.evaluate import top1
-    from zoo.fit import FitConfig, fit
+    from zoo.engine.fit import FitConfig, fit
+    from zoo.evaluation.evaluate import top1
 
     root = data_root()
     train_x, train_y = load_split("mnist", "train", root, limit=1000)
@@ -449,7 +443,7 @@ def test_one_epoch_on_1000_mnist_images_learns(name: str) -> None:
     torch.manual_seed(0)
     model = family.build_model(family.arch_for("mnist"))
     start = top1(model, test_x, test_y)
-    fit(model, family, train_x, train_y,
+    fit(model, train_x, train_y,
         FitConfig(epochs=1, batch_size=50, rule={**SMOKE[name], "schedule": "constant"}), progress=False)
     accuracy = top1(model, test_x, test_y)
     assert accuracy > 30.0 and accuracy > start + 20.0, (name, start, accuracy)  # chance is 10%
@@ -457,8 +451,8 @@ def test_one_epoch_on_1000_mnist_images_learns(name: str) -> None:
 
 def test_fine_tuning_fa_keeps_feedback_fixed(tmp_path: Path) -> None:
     from zoo.data import load_split
-    from zoo.evaluate import top1
-    from zoo.fit import FitConfig, fit
+    from zoo.engine.fit import FitConfig, fit
+    from zoo.evaluation.evaluate import top1
 
     root = root_with("mnist", "fashion_mnist")
     family = get_family("fa_mlp")
@@ -466,7 +460,7 @@ def test_fine_tuning_fa_keeps_feedback_fixed(tmp_path: Path) -> None:
     torch.manual_seed(0)
     model = family.build_model(arch)
     mnist_x, mnist_y = load_split("mnist", "train", root, limit=500)
-    fit(model, family, mnist_x, mnist_y, FitConfig(epochs=1, batch_size=100), progress=False)
+    fit(model, mnist_x, mnist_y, FitConfig(epochs=1, batch_size=100), progress=False)
     path = save_checkpoint(model, tmp_path / "fa_mlp.mnist.safetensors", entrypoint="fa_mlp", arch=arch)
     saved = {k: v.clone() for k, v in model.state_dict().items() if k.endswith("feedback")}
 
@@ -475,7 +469,7 @@ def test_fine_tuning_fa_keeps_feedback_fixed(tmp_path: Path) -> None:
     fx, fy = load_split("fashion_mnist", "train", root, limit=1000)
     tx, ty = load_split("fashion_mnist", "test", root, limit=500)
     start = top1(tuned, tx, ty)
-    fit(tuned, family, fx, fy, FitConfig(epochs=1, batch_size=50, rule={"lr": 1e-3, "schedule": "constant"}),
+    fit(tuned, fx, fy, FitConfig(epochs=1, batch_size=50, rule={"lr": 1e-3, "schedule": "constant"}),
         progress=False)
     for key, value in saved.items():
         assert torch.equal(tuned.state_dict()[key], value), key

@@ -1,7 +1,7 @@
 """Hebbian families: the Krotov-Hopfield rule, BioCell, the FA head, the semi-Hebbian MLP.
 
 Each piece is checked against its defining formula on hand-built examples, for its fixed point and stability, and
-by a short real training run on MNIST through ``zoo.fit.fit``.
+by a short real training run on MNIST through ``zoo.engine.fit.fit``.
 """
 from __future__ import annotations
 
@@ -13,22 +13,24 @@ import torch
 from datasets import root_with
 from torch import nn
 
-from zoo.alignment import gradient_alignment, true_gradients
-from zoo.archs.hebbian import BioCellHead, HebbianNet
-from zoo.checkpoint import load_into, save_checkpoint
-from zoo.registry import get_family
+from zoo.archs.hebbian import HebbianNet
+from zoo.engine.local_phase import annealed_lr
+from zoo.evaluation.alignment import gradient_alignment
+from zoo.registry import families, get_family
+from zoo.rules.base import true_gradients
 from zoo.rules.krotov import (
+    BioCellHead,
     KrotovBioCellTrainer,
     KrotovTrainer,
-    annealed_lr,
     biocell_loss,
     competition,
     krotov_update,
     signed_power,
 )
 from zoo.rules.semihebb import gupta_update, hebb_update, normalise_rows, oja_update
+from zoo.weights.checkpoint import load_into, save_checkpoint
 
-FAMILIES = ["krotov_mlp", "krotov_fc", "krotov_fa", "semihebb_mlp"]
+FAMILIES = sorted(n for n, f in families().items() if f.rule in ("krotov", "semihebb"))  # the Hebbian rules
 
 
 @pytest.fixture(autouse=True)
@@ -281,15 +283,15 @@ SMOKE = {  # (arch, epochs, rule): 1000 images, 200 hidden units; the Krotov lay
 
 @pytest.mark.parametrize("name", FAMILIES)
 def test_short_mnist_run_beats_chance(name: str) -> None:
-    from zoo.evaluate import top1
-    from zoo.fit import FitConfig, fit
+    from zoo.engine.fit import FitConfig, fit
+    from zoo.evaluation.evaluate import top1
 
     x, y, tx, ty = mnist(1000)
     family = get_family(name)
     arch, epochs, rule = SMOKE[name]
     torch.manual_seed(0)
     model = family.build_model(family.arch_for("mnist", **arch))
-    history = fit(model, family, x, y, FitConfig(epochs=epochs, batch_size=50, rule=rule), progress=False)
+    history = fit(model, x, y, FitConfig(epochs=epochs, batch_size=50, rule=rule), progress=False)
     assert all(math.isfinite(record["train_loss"]) for record in history)
     assert top1(model, tx, ty) > 50.0   # chance: 10 %
 
@@ -299,7 +301,7 @@ def units_alive_after_krotov_training(dataset: str, delta: float, data_root: Pat
     recipes' input, lr and init); returns how many units still have a positive current on more than 5 % of those
     images (the others are silent)."""
     from zoo.data import load_split
-    from zoo.fit import FitConfig, fit
+    from zoo.engine.fit import FitConfig, fit
 
     x, y = load_split(dataset, "train", data_root, limit=2000)
     family = get_family("krotov_fc")
@@ -307,7 +309,7 @@ def units_alive_after_krotov_training(dataset: str, delta: float, data_root: Pat
     model = family.build_model(family.arch_for(dataset, hidden=200))
     rule = {"hebbian_epochs": 60, "hebbian_lr": 0.1, "delta": delta}
     with pytest.warns(UserWarning, match="head is not trained"):
-        fit(model, family, x, y, FitConfig(epochs=60, batch_size=100, rule=rule), progress=False)
+        fit(model, x, y, FitConfig(epochs=60, batch_size=100, rule=rule), progress=False)
     with torch.no_grad():
         currents = model.currents(x.to(torch.float32).div(255.0))
     return int(((currents > 0).float().mean(0) > 0.05).sum())
@@ -331,7 +333,7 @@ def test_filter_grid_tiles_the_first_layer_and_needs_no_plotting_library(monkeyp
     import numpy as np
 
     from zoo.errors import ZooError
-    from zoo.filters import filter_grid, first_fc_weight, save_filters
+    from zoo.evaluation.filters import filter_grid, first_fc_weight, save_filters
 
     torch.manual_seed(0)
     model = tiny("krotov_mlp", hidden=5)
@@ -350,7 +352,7 @@ def test_filter_grid_tiles_the_first_layer_and_needs_no_plotting_library(monkeyp
 
 def test_save_filters_writes_an_image_when_matplotlib_is_installed(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
-    from zoo.filters import save_filters
+    from zoo.evaluation.filters import save_filters
 
     out = save_filters(tiny("semihebb_mlp"), tmp_path / "filters.png", n=16)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

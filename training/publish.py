@@ -23,9 +23,9 @@ from typing import Sequence
 
 from filelock import FileLock
 
-from zoo.integrity import sha256_file
-from zoo.manifest import Entry, Manifest, read_manifest, write_manifest
-from zoo.paths import manifest_path
+from zoo.weights.integrity import sha256_file
+from zoo.weights.manifest import Entry, Manifest, read_manifest, write_manifest
+from zoo.weights.paths import manifest_path
 
 ENTRY_JSON = "entry.json"
 

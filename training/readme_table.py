@@ -1,4 +1,5 @@
-"""Regenerate the results table of README.md from the weights manifest (``python -m training.readme_table``).
+"""Regenerate README.md's generated tables (``python -m training.readme_table``): the results table from the
+weights manifest and the learning-rule table from the registry.
 
 ``--check`` exits non-zero if README.md is out of date instead of rewriting it.
 """
@@ -9,10 +10,12 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from zoo.manifest import Manifest, read_manifest
-from zoo.paths import REPO_ROOT, manifest_path
+from zoo.registry import families, rules
+from zoo.weights.manifest import Manifest, read_manifest
+from zoo.weights.paths import REPO_ROOT, manifest_path
 
-START, END = "<!-- results:start -->", "<!-- results:end -->"
+RESULTS = ("<!-- results:start -->", "<!-- results:end -->")
+RULES = ("<!-- rules:start -->", "<!-- rules:end -->")
 FINE_TUNED_MARK = "†"
 DATASETS = (("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST"), ("cifar10", "CIFAR-10"))
 
@@ -45,13 +48,26 @@ def render_table(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
-def updated_readme(text: str, table: str) -> str:
+def render_rules() -> str:
+    """Markdown table: one row per learning rule with its generated families, its paper and how it learns."""
+    by_rule: dict[str, list[str]] = {}
+    for family in families().values():
+        by_rule.setdefault(family.rule, []).append(f"`{family.name}`")
+    lines = ["| rule | families | paper | how it learns |", "|---|---|---|---|"]
+    for name, rule in rules().items():
+        how = rule.description.removeprefix("trained with ").replace("|", "\\|")
+        lines.append(f"| `{name}` | {', '.join(by_rule[name])} | {rule.paper} | {how} |")
+    return "\n".join(lines)
+
+
+def updated_readme(text: str, table: str, markers: tuple[str, str] = RESULTS) -> str:
     """README text with the table between the markers replaced."""
-    if START not in text or END not in text:
-        raise ValueError(f"README.md must contain the markers {START} and {END}")
-    head, rest = text.split(START, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{START}\n{table}\n{END}{tail}"
+    start, end = markers
+    if start not in text or end not in text:
+        raise ValueError(f"README.md must contain the markers {start} and {end}")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{table}\n{end}{tail}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,9 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     readme = REPO_ROOT / "README.md"
     text = readme.read_text()
     new = updated_readme(text, render_table(read_manifest(manifest_path())))
+    new = updated_readme(new, render_rules(), RULES)
     if args.check:
         if new != text:
-            print("README.md results table is out of date: run `python -m training.readme_table`", file=sys.stderr)
+            print("README.md's generated tables are out of date: run `python -m training.readme_table`",
+                  file=sys.stderr)
             return 1
         return 0
     Path(readme).write_text(new)

@@ -1,4 +1,9 @@
-"""Training recipes: ``training/recipes/<entrypoint>.json``, shared defaults plus per-dataset overrides."""
+"""Training recipes: ``training/recipes/<entrypoint>.json``, shared defaults plus per-dataset overrides.
+
+A recipe states only what differs from the defaults declared in the code: the family's architecture options
+(:attr:`zoo.registry.Family.default_arch`), its trainer's rule options (``Trainer.options``) and
+:class:`zoo.engine.fit.FitConfig`'s fields. :func:`effective_config` fills those in.
+"""
 from __future__ import annotations
 
 import copy
@@ -39,6 +44,23 @@ def load_recipe(entrypoint: str, dataset: str) -> dict[str, Any]:
     resolved.setdefault("arch", {})
     resolved.setdefault("init", None)
     return resolved
+
+
+def effective_config(entrypoint: str, dataset: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """``config`` (a resolved recipe) with every default filled in: the full ``arch`` record, every ``fit`` field and
+    every rule option. Two configs that train the same model have the same effective config."""
+    from dataclasses import fields
+
+    from zoo.engine.fit import FitConfig
+    from zoo.engine.options import checked_options
+    from zoo.registry import get_family
+
+    family = get_family(entrypoint)
+    fit = dict(config.get("fit", {}))
+    fit_defaults = {f.name: f.default for f in fields(FitConfig) if f.name not in ("epochs", "rule")}
+    rule = checked_options(fit.pop("rule", {}), family.trainer.options, f"{entrypoint} recipe")
+    return {"arch": family.arch_for(dataset, **config.get("arch", {})),
+            "fit": {**fit_defaults, **fit, "rule": rule}, "init": config.get("init")}
 
 
 def apply_override(config: dict[str, Any], override: str) -> None:

@@ -26,19 +26,20 @@ import torch
 
 from training.provenance import REPO_ROOT, git_commit, hardware
 from training.publish import ENTRY_JSON, publish_run, update_manifest
-from training.recipes import apply_override, load_recipe
-from zoo.checkpoint import load_into, save_checkpoint
+from training.recipes import apply_override, effective_config, load_recipe
 from zoo.data import DATASETS, load_split
-from zoo.devices import DEVICE_CHOICES, resolve_device
-from zoo.distributed import from_environment
+from zoo.engine.devices import DEVICE_CHOICES, resolve_device
+from zoo.engine.distributed import from_environment
+from zoo.engine.fit import EpochRecord, FitConfig, fit
+from zoo.engine.train_state import atomic_write, clear_train_state, saved_epochs
 from zoo.errors import ZooError
-from zoo.evaluate import full_metrics, top1
-from zoo.fit import EpochRecord, FitConfig, fit
-from zoo.integrity import sha256_file
-from zoo.manifest import Entry
-from zoo.paths import manifest_path
+from zoo.evaluation.evaluate import full_metrics, top1
 from zoo.registry import Family, get_family
-from zoo.train_state import atomic_write, clear_train_state, saved_epochs
+from zoo.weights.checkpoint import load_into, save_checkpoint
+from zoo.weights.hub_layout import WEIGHTS_NAME
+from zoo.weights.integrity import sha256_file
+from zoo.weights.manifest import Entry, checkpoint_filename
+from zoo.weights.paths import manifest_path
 
 WEIGHTS_URL = "https://github.com/bioplausible-zoo/bioplausible-zoo/releases/download/weights-v1/"
 HF_ORG = "bioplausible-zoo"
@@ -103,7 +104,7 @@ def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def departures(args: argparse.Namespace) -> list[str]:
     """How the command line departs from the recipe as written (empty for a recipe run)."""
-    recipe = load_recipe(args.entrypoint, args.dataset)
+    recipe = effective_config(args.entrypoint, args.dataset, load_recipe(args.entrypoint, args.dataset))
     out = [f"--set {o}" for o in args.overrides]
     if args.limit is not None:
         out.append(f"--limit {args.limit}")
@@ -155,7 +156,7 @@ def initial_model(family: Family, arch: dict[str, Any], init: str | None) -> tor
     model = family.build_model(arch)
     if init is None:
         return model
-    from zoo.resolve import resolve_file
+    from zoo.weights.resolve import resolve_file
 
     return load_into(model, resolve_file(init_entry(family, init, arch)))
 
@@ -165,7 +166,7 @@ def base_entry(family: Family, dataset: str, arch: dict[str, Any], recipe: dict[
     model_id = f"{family.name}.{dataset}"
     return {"id": model_id, "entrypoint": family.name, "dataset": dataset, "learning_rule": family.learning_rule,
             "arch": arch, "input": {"shape": arch["in_shape"], "range": [0.0, 1.0], "dtype": "float32"},
-            "recipe": recipe, "hf": {"repo_id": f"{HF_ORG}/{model_id}", "filename": "model.safetensors",
+            "recipe": recipe, "hf": {"repo_id": f"{HF_ORG}/{model_id}", "filename": WEIGHTS_NAME,
                                      "revision": "main"},
             "license": LICENSE}
 
@@ -175,7 +176,7 @@ def write_run_output(out_dir: Path, entry_fields: dict[str, Any], model: torch.n
     """Write the checkpoint under its content-addressed name and ``entry.json`` (its future manifest entry)."""
     staged = save_checkpoint(model, out_dir / "model.safetensors.partial", entrypoint=family.name, arch=arch)
     sha = sha256_file(staged)
-    name = f"{entry_fields['id']}-{sha[:8]}.safetensors"
+    name = checkpoint_filename(entry_fields["id"], sha)
     os.replace(staged, out_dir / name)
     entry = Entry.from_dict({**entry_fields, "status": "published", "file": f"weights/{name}", "sha256": sha,
                              "size_bytes": (out_dir / name).stat().st_size,
@@ -264,7 +265,7 @@ def train(args: argparse.Namespace) -> Entry | None:
         print(f"start ({config['init']}): test top-1 {top1(model, test_x, test_y):.2f}%", flush=True)
     if log:
         (out_dir / "run.json").write_text(json.dumps({"command": recipe["command"], "config": config}, indent=1))
-    history = fit(model, family, train_x, train_y, fit_config, on_epoch_end=report,
+    history = fit(model, train_x, train_y, fit_config, on_epoch_end=report,
                   progress=False if args.no_progress else None, state_dir=out_dir, resume=args.resume,
                   collective=collective)
     if not log:

@@ -10,13 +10,12 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from zoo.checkpoint import load_into
+from zoo.data.transforms import ToFloatImages
 from zoo.errors import UnknownModelError
-from zoo.manifest import Entry, Manifest, cached_manifest
-from zoo.paths import manifest_path
 from zoo.registry import get_family, suggest
-from zoo.resolve import raise_if_pending, resolve_file
-from zoo.transforms import ToFloatImages
+from zoo.weights.checkpoint import load_into
+from zoo.weights.manifest import Entry, Manifest, cached_manifest
+from zoo.weights.paths import manifest_path
 
 
 def manifest() -> Manifest:
@@ -61,6 +60,8 @@ class Weights:
 
     def get_state_dict(self, source: str = "auto") -> dict[str, torch.Tensor]:
         """The checkpoint's tensors, from a verified file."""
+        from zoo.weights.resolve import raise_if_pending, resolve_file
+
         raise_if_pending(self.entry)
         return load_file(str(resolve_file(self.entry, source)), device="cpu")
 
@@ -75,7 +76,7 @@ def get_weights(model_id: str) -> Weights:
 
 def build_from_entry(entry: Entry, path: Path) -> nn.Module:
     """The model of ``entry`` with the tensors of the (already verified) file at ``path``, in eval mode."""
-    model = get_family(entry.entrypoint).build_model(entry.arch)
+    model = get_family(entry.entrypoint).build_model(entry.arch, model_id=entry.id, dataset=entry.dataset)
     load_into(model, path)
     return model.eval()
 
@@ -87,7 +88,8 @@ def load(model_id: str, *, source: str = "auto", device: str | torch.device = "c
     ``"cache"``, ``"url"`` or ``"hf"``. The file's SHA-256 is checked against the manifest every time. Checkpoints
     are CPU fp32 files; the tensors are moved to ``device`` after loading, so every checkpoint loads anywhere.
     """
-    from zoo.devices import resolve_device
+    from zoo.engine.devices import resolve_device
+    from zoo.weights.resolve import resolve_file
 
     target = resolve_device(device)
     entry = get_entry(model_id)
@@ -101,7 +103,8 @@ def create_model(entrypoint: str, weights: str | None = "DEFAULT", *, dataset: s
     untrained when ``weights=None`` (then ``dataset=`` or ``in_shape=``/``num_classes=`` set its shape)."""
     family = get_family(entrypoint)
     if weights is None:
-        return family.build_model(family.arch_for(dataset, in_shape=in_shape, num_classes=num_classes, **arch))
+        return family.build_model(family.arch_for(dataset, in_shape=in_shape, num_classes=num_classes, **arch),
+                                  dataset=dataset)
     if dataset is not None or in_shape is not None or num_classes is not None or arch:
         raise ValueError(f"{entrypoint}: dataset=/in_shape=/num_classes=/architecture options apply only to "
                          f"weights=None; pretrained weights fix the architecture (got weights={weights!r})")

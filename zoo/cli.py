@@ -38,7 +38,7 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from zoo.api import get_entry
-    from zoo.resolve import raise_if_pending, resolve_file
+    from zoo.weights.resolve import raise_if_pending, resolve_file
 
     entry = get_entry(args.id)
     raise_if_pending(entry)
@@ -49,7 +49,7 @@ def _cmd_download(args: argparse.Namespace) -> int:
 def _cmd_eval(args: argparse.Namespace) -> int:
     from zoo.api import get_entry, load
     from zoo.data import load_split
-    from zoo.evaluate import top1
+    from zoo.evaluation.evaluate import top1
 
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be a positive number of images, got {args.limit}")
@@ -65,8 +65,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_verify(args: argparse.Namespace) -> int:
     from zoo.api import get_entry, manifest
-    from zoo.resolve import raise_if_pending
-    from zoo.verify import verify_entry
+    from zoo.weights.resolve import raise_if_pending
+    from zoo.weights.verify import verify_entry
 
     if args.ids:
         entries = [get_entry(model_id) for model_id in args.ids]  # unknown ids: an error with close matches
@@ -90,7 +90,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 
 def _cmd_export_hf(args: argparse.Namespace) -> int:
-    from zoo.hub_layout import export_folder
+    from zoo.weights.hub_layout import export_folder
 
     print(export_folder(args.id, args.dir, force=args.force))
     return 0
@@ -100,8 +100,8 @@ def _cmd_push(args: argparse.Namespace) -> int:
     import tempfile
 
     from zoo.api import get_entry
-    from zoo.hf_hub import push_folder
-    from zoo.hub_layout import export_folder
+    from zoo.weights.hf_hub import push_folder
+    from zoo.weights.hub_layout import export_folder
 
     entry = get_entry(args.id)
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,7 +112,7 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 def _cmd_show_filters(args: argparse.Namespace) -> int:
     from zoo.api import load
-    from zoo.filters import save_filters
+    from zoo.evaluation.filters import save_filters
 
     print(save_filters(load(args.id, source=args.source), args.out, n=args.n, cols=args.cols, title=args.id))
     return 0
@@ -120,7 +120,7 @@ def _cmd_show_filters(args: argparse.Namespace) -> int:
 
 def _cmd_curves(args: argparse.Namespace) -> int:
     from zoo.api import get_entry
-    from zoo.curves import save_curves
+    from zoo.evaluation.curves import save_curves
 
     print(save_curves([get_entry(i) for i in args.ids], args.out))
     return 0
@@ -128,7 +128,7 @@ def _cmd_curves(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m zoo`` argument parser."""
-    from zoo.resolve import SOURCES
+    from zoo.weights.resolve import SOURCES
 
     parser = argparse.ArgumentParser(prog="python -m zoo", description="bioplausible-zoo: pretrained checkpoints "
                                      "of biologically plausible learning rules")

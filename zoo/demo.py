@@ -8,8 +8,8 @@ import torch
 
 from zoo.api import get_weights, list_models
 from zoo.data import load_split
-from zoo.evaluate import top1
-from zoo.paths import REPO_ROOT
+from zoo.evaluation.evaluate import top1
+from zoo.weights.paths import REPO_ROOT
 
 
 def main() -> int:

@@ -1,4 +1,5 @@
-"""Builds the ``hubconf.py`` entrypoint of each model family, with a docstring for ``torch.hub.help``."""
+"""The ``hubconf.py`` entrypoints: one per registered model family, each with a docstring for ``torch.hub.help``
+listing its checkpoints."""
 from __future__ import annotations
 
 import warnings
@@ -7,7 +8,7 @@ from typing import Any, Callable
 from torch import nn
 
 from zoo.api import create_model, manifest
-from zoo.registry import get_family
+from zoo.registry import families, get_family
 
 
 def _docstring(name: str) -> str:
@@ -63,3 +64,8 @@ def make_entrypoint(name: str) -> Callable[..., nn.Module]:
     entrypoint.__name__ = entrypoint.__qualname__ = name
     entrypoint.__doc__ = _docstring(name)
     return entrypoint
+
+
+def entrypoints() -> dict[str, Callable[..., nn.Module]]:
+    """Every family's entrypoint, by name (what ``hubconf.py`` exports)."""
+    return {name: make_entrypoint(name) for name in families()}

@@ -1,35 +1,63 @@
-"""Model families: an architecture with a learning rule attached, known by its hub entrypoint name."""
+"""Model families, generated: every rule declared under ``zoo/rules/`` applied to the architectures under
+``zoo/archs/`` it trains, plus the networks rules build themselves. The registry is the only list of families;
+hubconf, the CLI, tests and benchmarks iterate it."""
 from __future__ import annotations
 
 import difflib
+import functools
+import importlib
+import pkgutil
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
-from torch import Tensor, nn
+from torch import nn
 
-from zoo.data import DATASETS
+from zoo.archs.base import Architecture
+from zoo.data.catalog import DATASETS
+from zoo.engine.trainer import Trainer
 from zoo.errors import UnknownModelError
-from zoo.trainer import Trainer
+from zoo.rules.base import Alignment, Rule
+
+CFG_ATTRIBUTE = "zoo_cfg"
+
+
+@dataclass(frozen=True)
+class ModelCfg:
+    """What a zoo model is, carried on the model as ``model.zoo_cfg`` (like timm's ``pretrained_cfg``).
+
+    ``family`` is its hub entrypoint name, ``arch`` the full record it was built from (as in the manifest); a
+    pretrained model also knows its checkpoint ``id`` and ``dataset``. :func:`zoo.engine.fit.fit` and ``export-hf``
+    read it, so a model needs nothing handed alongside it.
+    """
+
+    family: str
+    arch: Mapping[str, Any]
+    id: str | None = None
+    dataset: str | None = None
 
 
 @dataclass(frozen=True)
 class Family:
-    """One hub entrypoint: how to build the network and how its learning rule trains it.
+    """One hub entrypoint, ``<rule>_<architecture>``: how to build the network and how its learning rule trains it.
 
-    ``build`` takes the ``arch`` record (``in_shape``, ``num_classes``, ``mean``, ``std`` and the
-    family's own keys) and returns an untrained model; ``trainer`` is the rule's training step;
-    ``alignment`` (where the rule has weight updates to compare) measures, per layer, the angle in degrees
-    between the rule's update and the true backprop gradient on a batch.
+    ``build`` takes the ``arch`` record (``in_shape``, ``num_classes``, ``mean``, ``std`` and the family's own
+    keys) and returns an untrained model; ``trainer`` is the rule's training step; ``alignment`` (where the rule
+    has weight updates to compare) measures, per layer, the angle in degrees between the rule's update and the true
+    backprop gradient on a batch. ``datasets`` are those the family has recipes and manifest entries for.
+    ``architecture`` is the registered architecture the network is (``None`` for a network of the rule's own).
     """
 
     name: str
+    rule: str
+    architecture: str | None
     learning_rule: str
     summary: str
     build: Callable[..., nn.Module]
     trainer: type[Trainer]
     default_arch: Mapping[str, Any] = field(default_factory=dict)
+    datasets: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10")
     paper: str = ""
-    alignment: Callable[[nn.Module, Tensor, Tensor], dict[str, float]] | None = None
+    alignment: Alignment | None = None
 
     def arch_for(self, dataset: str | None = None, *, in_shape: tuple[int, int, int] | None = None,
                  num_classes: int | None = None, **overrides: Any) -> dict[str, Any]:
@@ -57,37 +85,116 @@ class Family:
                              f"accepted: {sorted(self.default_arch)}")
         return {**base, **self.default_arch, **overrides}
 
-    def build_model(self, arch: Mapping[str, Any]) -> nn.Module:
-        """An untrained model for an ``arch`` record."""
+    def build_model(self, arch: Mapping[str, Any], *, model_id: str | None = None,
+                    dataset: str | None = None) -> nn.Module:
+        """An untrained model for an ``arch`` record, carrying its :class:`ModelCfg` as ``model.zoo_cfg``."""
         kwargs = dict(arch)
         kwargs["in_shape"] = tuple(kwargs["in_shape"])
-        return self.build(**kwargs)
+        model = self.build(**kwargs)
+        setattr(model, CFG_ATTRIBUTE, ModelCfg(family=self.name, arch=dict(arch), id=model_id, dataset=dataset))
+        return model
 
 
-_FAMILIES: dict[str, Family] = {}
+def _build_layered(rule: Rule, architecture: Architecture, in_shape: tuple[int, int, int], num_classes: int,
+                   mean: list[float], std: list[float], **options: Any) -> nn.Module:
+    """``architecture``'s network built from the layer kit of ``rule`` (the rule's own keys go to the kit)."""
+    assert rule.layers is not None
+    rule_options = {key: options.pop(key) for key in list(options) if key in rule.options}
+    kit = rule.layers(num_classes=num_classes, **rule_options)
+    return architecture.network(in_shape, num_classes, mean, std, layers=kit, **options)
 
 
-def register(family: Family) -> Family:
-    """Add a family to the registry (each name once)."""
-    if family.name in _FAMILIES:
-        raise ValueError(f"model family {family.name!r} is registered twice")
-    _FAMILIES[family.name] = family
-    return family
+def _join_papers(*papers: str) -> str:
+    return "; ".join(p for p in papers if p)
+
+
+def rule_families(rule: Rule, architectures: Mapping[str, Architecture]) -> list[Family]:
+    """The families of one rule: one per architecture it trains through its layer kit, one per variant."""
+    out: list[Family] = []
+    if rule.layers is not None:
+        names = sorted(architectures) if rule.architectures is None else list(rule.architectures)
+        unknown = sorted(set(names) - set(architectures)) + sorted(set(rule.arch_defaults) - set(names))
+        if unknown:
+            raise ValueError(f"rule {rule.name!r} names unknown architecture(s) {unknown}; "
+                             f"known: {sorted(architectures)}")
+        for arch_name in names:
+            architecture = architectures[arch_name]
+            changed = rule.arch_defaults.get(arch_name, {})
+            if set(changed) - set(architecture.options):
+                raise ValueError(f"rule {rule.name!r}: {sorted(set(changed) - set(architecture.options))} are not "
+                                 f"options of architecture {arch_name!r} ({sorted(architecture.options)})")
+            out.append(Family(
+                name=f"{rule.name}_{arch_name}", rule=rule.name, architecture=arch_name,
+                learning_rule=rule.learning_rule, summary=f"{architecture.summary} {rule.description}",
+                build=functools.partial(_build_layered, rule, architecture), trainer=rule.trainer,
+                default_arch={**architecture.options, **rule.options, **changed}, datasets=architecture.datasets,
+                paper=_join_papers(rule.paper, architecture.paper), alignment=rule.alignment))
+    for variant_name, variant in rule.variants.items():
+        out.append(Family(
+            name=f"{rule.name}_{variant_name}", rule=rule.name, architecture=variant.extends,
+            learning_rule=variant.learning_rule or rule.learning_rule, summary=variant.summary, build=variant.build,
+            trainer=variant.trainer or rule.trainer, default_arch=dict(variant.options), datasets=variant.datasets,
+            paper=rule.paper if variant.paper is None else variant.paper,
+            alignment=variant.alignment or rule.alignment))
+    return out
+
+
+def _modules(package: str) -> list[Any]:
+    root = importlib.import_module(package)
+    return [importlib.import_module(f"{package}.{info.name}")
+            for info in sorted(pkgutil.iter_modules(root.__path__), key=lambda i: i.name) if info.name != "base"]
+
+
+@functools.cache
+def architectures() -> dict[str, Architecture]:
+    """Every architecture, by name: the ``ARCHITECTURE`` of each module under ``zoo/archs/``."""
+    found = [m.ARCHITECTURE for m in _modules("zoo.archs") if hasattr(m, "ARCHITECTURE")]
+    return {a.name: a for a in sorted(found, key=lambda a: a.name)}
+
+
+@functools.cache
+def rules() -> dict[str, Rule]:
+    """Every learning rule, by name: the ``RULES`` of each module under ``zoo/rules/``."""
+    found: dict[str, Rule] = {}
+    for module in _modules("zoo.rules"):
+        for rule in getattr(module, "RULES", ()):
+            if rule.name in found:
+                raise ValueError(f"rule {rule.name!r} is declared twice")
+            found[rule.name] = rule
+    return dict(sorted(found.items()))
+
+
+@functools.cache
+def _all_families() -> dict[str, Family]:
+    found: dict[str, Family] = {}
+    for rule in rules().values():
+        for family in rule_families(rule, architectures()):
+            if family.name in found:
+                raise ValueError(f"model family {family.name!r} is generated twice")
+            found[family.name] = family
+    return dict(sorted(found.items()))
 
 
 def families() -> dict[str, Family]:
-    """Every registered family, by entrypoint name."""
-    import zoo.rules  # noqa: F401  (importing the rules registers their families)
-
-    return dict(sorted(_FAMILIES.items()))
+    """Every model family, by entrypoint name."""
+    return dict(_all_families())
 
 
 def get_family(name: str) -> Family:
     """The family of an entrypoint name; an unknown name raises with the closest known names."""
-    known = families()
+    known = _all_families()
     if name not in known:
         raise UnknownModelError(f"unknown model family {name!r}. {suggest(name, known)}")
     return known[name]
+
+
+def family_of(model: nn.Module) -> Family:
+    """The family of a zoo model, from its ``model.zoo_cfg``."""
+    cfg = getattr(model, CFG_ATTRIBUTE, None)
+    if not isinstance(cfg, ModelCfg):
+        raise TypeError(f"{type(model).__name__} is not a zoo model (it has no {CFG_ATTRIBUTE}); build it with "
+                        "zoo.create_model(...), zoo.load(...) or Family.build_model(...)")
+    return get_family(cfg.family)
 
 
 def suggest(name: str, choices: Mapping[str, Any] | list[str]) -> str:

@@ -1,4 +1,5 @@
-"""One Hebbian hidden layer followed by a head: the architecture of every Hebbian family.
+"""One Hebbian hidden layer followed by a head: the network of every Hebbian rule (a rule variant, not a layer-slot
+architecture: the Hebbian layer is the rule's own).
 
     image [N, C, H, W] in [0, 1]
       -> input normalisation v = normalise(x)          (identical while the Hebbian rule learns and at inference)
@@ -57,24 +58,6 @@ class HebbianLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, local rule (no gradients)"
-
-
-class BioCellHead(nn.Module):
-    """Krotov & Hopfield's supervised layer: ``c = tanh(beta * S h)``, ``S`` without bias.
-
-    The outputs ``c`` lie in ``[-1, 1]``; the model returns them as its logits (argmax is the prediction).
-    """
-
-    def __init__(self, in_features: int, num_classes: int, beta: float) -> None:
-        super().__init__()
-        self.beta = float(beta)
-        self.linear = nn.Linear(in_features, num_classes, bias=False)
-
-    def forward(self, h: Tensor) -> Tensor:
-        return torch.tanh(self.beta * self.linear(h))
-
-    def extra_repr(self) -> str:
-        return f"beta={self.beta}"
 
 
 class HebbianNet(nn.Module):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from zoo.data.catalog import IDX_FILES, IDX_SHA256
 from zoo.data.idx import gzip_bytes_deterministic
-from zoo.integrity import sha256_file
+from zoo.weights.integrity import sha256_file
 
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 BUNDLED_FILES: tuple[str, ...] = IDX_FILES["test"]  # MNIST test images, labels

@@ -1,6 +1,6 @@
 """Fetching missing dataset files from the official mirrors (``download=True``), and safe extraction.
 
-Downloads go through :func:`zoo.download.download_file` (atomic, progress bar). The mirror list can be
+Downloads go through :func:`zoo.weights.download.download_file` (atomic, progress bar). The mirror list can be
 replaced by one base URL with ``$ZOO_DATA_MIRROR``: files are then fetched from
 ``$ZOO_DATA_MIRROR/<dataset>/<file>``, e.g. ``$ZOO_DATA_MIRROR/mnist/t10k-images-idx3-ubyte.gz`` or
 ``$ZOO_DATA_MIRROR/cifar10/cifar-10-python.tar.gz``.
@@ -58,7 +58,7 @@ def official_urls(dataset: str, filename: str) -> list[str]:
 
 
 def _download(url: str, dest: Path, *, md5: str | None = None) -> Path:
-    from zoo.download import download_file  # lazy: only needed when downloading
+    from zoo.weights.download import download_file  # lazy: only needed when downloading
 
     return download_file(url, dest, md5=md5)
 

@@ -1,10 +1,2 @@
-"""Learning rules. Each module holds one rule: its layers, the state it carries and its training step,
-and registers the model families trained with it."""
-from zoo.rules import (
-    backprop,  # noqa: F401
-    direct_feedback,  # noqa: F401
-    feedback_alignment,  # noqa: F401
-    krotov,  # noqa: F401
-    semihebb,  # noqa: F401
-    target_prop,  # noqa: F401
-)
+"""Learning rules, one module each: the rule's layers, the state it carries, its training step and its ``RULES``
+declaration (:mod:`zoo.rules.base`). Modules are discovered by :mod:`zoo.registry`, never listed by hand."""

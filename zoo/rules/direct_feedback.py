@@ -18,9 +18,10 @@ projection onto the network's input (the first layer's ``B``) is never used, sin
 The layers of one network share an :class:`ErrorSignal`. The network's output layer is the last of its layers in
 the forward pass; its backward runs first and records ``e`` (its own ``dy``) for the layers below. The output
 layer is trained with its true error; its input gradient is ``e B`` (DFA) or ``-(t/N) B`` (DRTP) like every layer.
-DFA therefore trains with the plain :class:`~zoo.trainer.GradientTrainer`; DRTP's :class:`DRTPTrainer` only sets the
-target before the forward pass. Inference is a plain forward pass; as for feedback alignment the rule is active
-in training mode only (:func:`zoo.alignment.rule_active`), so an eval-mode model has true input gradients.
+DFA therefore trains with the plain :class:`~zoo.engine.trainer.GradientTrainer`; DRTP's :class:`DRTPTrainer` only
+sets the target before the forward pass. Inference is a plain forward pass; as for feedback alignment the rule is
+active in training mode only (:meth:`zoo.rules.base.RuleLayer.rule_active`), so an eval-mode model has true input
+gradients.
 """
 from __future__ import annotations
 
@@ -31,11 +32,10 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from zoo.alignment import compare, gradient_alignment, gradient_rule_update, rule_active
-from zoo.archs.lenet import LeNet
-from zoo.archs.mlp import MLP
-from zoo.registry import Family, register
-from zoo.trainer import GradientTrainer
+from zoo.archs.base import LayerKit
+from zoo.engine.trainer import GradientTrainer
+from zoo.evaluation.alignment import compare, gradient_alignment, gradient_rule_update
+from zoo.rules.base import Rule, RuleLayer
 
 MODES = ("dfa", "drtp")
 
@@ -56,10 +56,11 @@ class ErrorSignal:
         return "ErrorSignal()"
 
 
-class _DirectFeedbackMixin:
+class _DirectFeedbackMixin(RuleLayer):
     """Feedback buffer and the input-gradient projection shared by the linear and the conv layer."""
 
     weight: Tensor
+    feedback: Tensor
 
     def _init_direct(self, in_numel: int, num_classes: int, signal: ErrorSignal, mode: str) -> None:
         if mode not in MODES:
@@ -68,11 +69,10 @@ class _DirectFeedbackMixin:
         self.num_classes = int(num_classes)
         self.signal = signal
         bound = 1.0 / math.sqrt(self.num_classes)
-        module: Any = self
-        module.register_buffer("feedback", torch.empty(self.num_classes, in_numel).uniform_(-bound, bound))
+        self.register_buffer("feedback", torch.empty(self.num_classes, in_numel).uniform_(-bound, bound))
 
     def _mark_forward(self) -> None:
-        self.signal.output_layer = self  # type: ignore[assignment]
+        self.signal.output_layer = self
         self.signal.error = None
 
     def _record_error(self, grad_out: Tensor) -> None:
@@ -84,7 +84,7 @@ class _DirectFeedbackMixin:
             self.signal.error = error
 
     def _input_gradient(self, input_shape: torch.Size, dtype: torch.dtype) -> Tensor:
-        feedback: Tensor = self.feedback  # type: ignore[attr-defined]
+        feedback = self.feedback
         if self.mode == "dfa":
             source = self.signal.error
             if source is None:
@@ -132,7 +132,7 @@ class DirectFeedbackLinear(_DirectFeedbackMixin, nn.Linear):
         self._init_direct(in_features, num_classes, signal, mode)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not rule_active(self):
+        if not self.rule_active():
             return F.linear(x, self.weight, self.bias)
         if x.dim() != 2:
             raise ValueError(f"DirectFeedbackLinear takes [N, in_features] inputs, got shape {list(x.shape)}")
@@ -182,7 +182,7 @@ class DirectFeedbackConv2d(_DirectFeedbackMixin, nn.Conv2d):
         self._init_direct(math.prod(self.in_shape), num_classes, signal, mode)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not rule_active(self):
+        if not self.rule_active():
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         if tuple(x.shape[1:]) != self.in_shape:
             raise ValueError(f"DirectFeedbackConv2d was built for inputs {list(self.in_shape)}, got {list(x.shape)}")
@@ -205,7 +205,7 @@ def set_target(model: nn.Module, y: Tensor | None) -> None:
 
 
 class DRTPTrainer(GradientTrainer):
-    """:class:`~zoo.trainer.GradientTrainer` that first hands the batch's one-hot target to the DRTP layers."""
+    """:class:`~zoo.engine.trainer.GradientTrainer` that first hands the batch's one-hot target to the DRTP layers."""
 
     def step(self, x: Tensor, y: Tensor) -> float:
         set_target(self.model, y)
@@ -230,79 +230,48 @@ def drtp_alignment(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Families
+# Rules
 
 
-def build_mlp(mode: str, in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float],
-              std: Sequence[float], hidden: Sequence[int], dropout: float, activation: str = "relu") -> MLP:
-    """The two-hidden-layer MLP with :class:`DirectFeedbackLinear` layers sharing one :class:`ErrorSignal`, and
-    ``activation`` (``relu`` | ``tanh``) hidden units."""
+def direct_layers(mode: str, num_classes: int) -> LayerKit:
+    """Layers of one network sharing one :class:`ErrorSignal`: every fully connected layer a
+    :class:`DirectFeedbackLinear`, every convolution a :class:`DirectFeedbackConv2d`."""
     signal = ErrorSignal()
 
     def linear(in_features: int, out_features: int) -> nn.Module:
         return DirectFeedbackLinear(in_features, out_features, num_classes, signal, mode)
 
-    return MLP(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout, activation=activation,
-               linear=linear)
-
-
-def build_lenet(mode: str, in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float],
-                std: Sequence[float], dropout: float) -> LeNet:
-    """LeNet with :class:`DirectFeedbackConv2d` / :class:`DirectFeedbackLinear` layers sharing one signal."""
-    signal = ErrorSignal()
-
-    def conv(in_channels: int, out_channels: int, kernel_size: int, *, in_shape: tuple[int, int, int]) -> nn.Module:
+    def conv(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+             in_shape: tuple[int, int, int]) -> nn.Module:
         return DirectFeedbackConv2d(in_channels, out_channels, kernel_size, in_shape=in_shape,
-                                    num_classes=num_classes, signal=signal, mode=mode)
+                                    num_classes=num_classes, signal=signal, mode=mode, stride=stride, padding=padding)
 
-    def linear(in_features: int, out_features: int) -> nn.Module:
-        return DirectFeedbackLinear(in_features, out_features, num_classes, signal, mode)
-
-    return LeNet(in_shape, num_classes, mean, std, dropout=dropout, conv=conv, linear=linear)
+    return LayerKit(linear=linear, conv=conv)
 
 
-def build_dfa_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
-                  hidden: Sequence[int], dropout: float, activation: str = "relu") -> nn.Module:
-    """The two-hidden-layer MLP trained with direct feedback alignment."""
-    return build_mlp("dfa", in_shape, num_classes, mean, std, hidden, dropout, activation)
+def dfa_layers(num_classes: int) -> LayerKit:
+    """Direct feedback alignment's layers."""
+    return direct_layers("dfa", num_classes)
 
 
-def build_drtp_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
-                   hidden: Sequence[int], dropout: float, activation: str = "tanh") -> nn.Module:
-    """The two-hidden-layer MLP trained with direct random target projection."""
-    return build_mlp("drtp", in_shape, num_classes, mean, std, hidden, dropout, activation)
-
-
-def build_dfa_lenet(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
-                    dropout: float) -> nn.Module:
-    """LeNet trained with direct feedback alignment."""
-    return build_lenet("dfa", in_shape, num_classes, mean, std, dropout)
+def drtp_layers(num_classes: int) -> LayerKit:
+    """Direct random target projection's layers."""
+    return direct_layers("drtp", num_classes)
 
 
 NOEKLAND = "Noekland, Direct feedback alignment provides learning in deep neural networks (NeurIPS 2016)"
 FRENKEL = ("Frenkel, Lefebvre & Bol, Learning without feedback: fixed random learning signals allow for "
            "feedforward training of deep neural networks (Frontiers in Neuroscience 2021)")
 
-register(Family(
-    name="dfa_mlp", learning_rule="direct_feedback_alignment",
-    summary="Two-hidden-layer MLP trained with direct feedback alignment: the output error is sent to every hidden "
-            "layer through its own fixed random matrix (stored in the checkpoint).",
-    build=build_dfa_mlp, trainer=GradientTrainer,
-    default_arch={"hidden": [800, 800], "dropout": 0.0, "activation": "relu"},
-    paper=NOEKLAND, alignment=gradient_alignment))
-
-register(Family(
-    name="dfa_lenet", learning_rule="direct_feedback_alignment",
-    summary="LeNet-5-size conv net trained with direct feedback alignment: the output error is sent to every "
-            "hidden layer through its own fixed random matrix (stored in the checkpoint).",
-    build=build_dfa_lenet, trainer=GradientTrainer, default_arch={"dropout": 0.0},
-    paper=NOEKLAND, alignment=gradient_alignment))
-
-register(Family(
-    name="drtp_mlp", learning_rule="direct_random_target_projection",
-    summary="Two-hidden-layer MLP trained with direct random target projection: each hidden layer learns from the "
-            "one-hot target through a fixed random matrix, without any error feedback; the output layer from its "
-            "own error.",
-    build=build_drtp_mlp, trainer=DRTPTrainer,
-    default_arch={"hidden": [800, 800], "dropout": 0.0, "activation": "tanh"},
-    paper=FRENKEL, alignment=drtp_alignment))
+RULES = (
+    Rule(name="dfa", learning_rule="direct_feedback_alignment",
+         description="trained with direct feedback alignment: the output error is sent to every hidden layer "
+                     "through its own fixed random matrix (stored in the checkpoint).",
+         trainer=GradientTrainer, paper=NOEKLAND, layers=dfa_layers, alignment=gradient_alignment),
+    Rule(name="drtp", learning_rule="direct_random_target_projection",
+         description="trained with direct random target projection: each hidden layer learns from the one-hot "
+                     "target through a fixed random matrix, without any error feedback; the output layer from its "
+                     "own error.",
+         trainer=DRTPTrainer, paper=FRENKEL, layers=drtp_layers, architectures=("mlp",),
+         arch_defaults={"mlp": {"activation": "tanh"}}, alignment=drtp_alignment),
+)

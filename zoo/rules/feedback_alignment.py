@@ -7,8 +7,8 @@ The rule lives in the layers. :class:`FeedbackLinear` and :class:`FeedbackConv2d
 * ``grad_input = grad_output @ B`` (a transposed convolution with ``B`` for conv layers) instead of ``@ W``,
 * ``grad_W`` and ``grad_b`` as usual (outer product of the layer's own input and the error it receives),
 
-so the ordinary :class:`~zoo.trainer.GradientTrainer` trains them. The rule is active in training mode only
-(:func:`zoo.alignment.rule_active`): after ``model.eval()`` the layers are plain layers, so input gradients
+so the ordinary :class:`~zoo.engine.trainer.GradientTrainer` trains them. The rule is active in training mode only
+(:meth:`zoo.rules.base.RuleLayer.rule_active`): after ``model.eval()`` the layers are plain layers, so input gradients
 (saliency, FGSM) are the true gradients of the network function. The feedback matrix ``B`` depends on ``mode``:
 
 ``"fa"``    feedback alignment (Lillicrap et al. 2016): a fixed random ``B``, drawn like the layer's own weight
@@ -29,17 +29,16 @@ backprop exactly.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from zoo.alignment import gradient_alignment, rule_active
-from zoo.archs.lenet import ConvFactory, LeNet
-from zoo.archs.mlp import MLP, LinearFactory
-from zoo.registry import Family, register
-from zoo.trainer import GradientTrainer
+from zoo.archs.base import LayerKit
+from zoo.engine.trainer import GradientTrainer
+from zoo.evaluation.alignment import gradient_alignment
+from zoo.rules.base import Rule, RuleLayer
 
 MODES = ("fa", "usf", "brsf", "frsf")
 SCALES = ("norm", "none")
@@ -67,12 +66,14 @@ def sign_feedback(weight: Tensor, mode: str, r: Tensor | None = None, scale: str
     return m * (torch.linalg.vector_norm(weight) / norm_m.clamp_min(torch.finfo(m.dtype).tiny))
 
 
-class _FeedbackMixin:
+class _FeedbackMixin(RuleLayer):
     """Feedback-matrix bookkeeping shared by the linear and the conv layer."""
 
     mode: str
     feedback_scale: str
     weight: Tensor
+    feedback: Tensor
+    feedback_r: Tensor
 
     def _init_feedback(self, mode: str, feedback_scale: str) -> None:
         if mode not in MODES:
@@ -81,23 +82,22 @@ class _FeedbackMixin:
             raise ValueError(f"unknown feedback_scale {feedback_scale!r}; accepted: {SCALES}")
         self.mode = mode
         self.feedback_scale = feedback_scale
-        module: Any = self
         if mode == "fa":
             fan_in = self.weight[0].numel()
             bound = 1.0 / math.sqrt(fan_in)
-            module.register_buffer("feedback", torch.empty_like(self.weight).uniform_(-bound, bound))
+            self.register_buffer("feedback", torch.empty_like(self.weight).uniform_(-bound, bound))
         elif mode == "frsf":
-            module.register_buffer("feedback_r", torch.randn_like(self.weight))
+            self.register_buffer("feedback_r", torch.randn_like(self.weight))
 
     def feedback_matrix(self) -> Tensor:
         """The matrix ``B`` the backward pass uses now (for brSF: one fresh draw of ``R``)."""
         weight = self.weight.detach()
         if self.mode == "fa":
-            return self.feedback  # type: ignore[attr-defined]
+            return self.feedback
         if self.mode == "usf":
             return sign_feedback(weight, "usf", scale=self.feedback_scale)
         if self.mode == "frsf":
-            return sign_feedback(weight, "frsf", self.feedback_r, self.feedback_scale)  # type: ignore[attr-defined]
+            return sign_feedback(weight, "frsf", self.feedback_r, self.feedback_scale)
         return sign_feedback(weight, "brsf", torch.randn_like(weight), self.feedback_scale)
 
 
@@ -139,7 +139,7 @@ class FeedbackLinear(_FeedbackMixin, nn.Linear):
         self._init_feedback(mode, feedback_scale)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not rule_active(self):
+        if not self.rule_active():
             return F.linear(x, self.weight, self.bias)
         return _LinearFeedbackFn.apply(x, self.weight, self.bias, self)
 
@@ -195,7 +195,7 @@ class FeedbackConv2d(_FeedbackMixin, nn.Conv2d):
         self._init_feedback(mode, feedback_scale)
 
     def forward(self, x: Tensor) -> Tensor:
-        if not rule_active(self):
+        if not self.rule_active():
             return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
         return _ConvFeedbackFn.apply(x, self.weight, self.bias, self)
 
@@ -205,65 +205,40 @@ class FeedbackConv2d(_FeedbackMixin, nn.Conv2d):
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Families
+# Rules
 
 
-def feedback_linear(mode: str, feedback_scale: str = "norm") -> LinearFactory:
-    """The ``linear`` layer factory of a rule: every fully connected layer is a :class:`FeedbackLinear`."""
+def feedback_layers(mode: str, feedback_scale: str = "norm") -> LayerKit:
+    """Every fully connected layer a :class:`FeedbackLinear`, every convolution a :class:`FeedbackConv2d`."""
     def linear(in_features: int, out_features: int) -> nn.Module:
         return FeedbackLinear(in_features, out_features, mode=mode, feedback_scale=feedback_scale)
-    return linear
+
+    def conv(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+             in_shape: tuple[int, int, int]) -> nn.Module:
+        return FeedbackConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, mode=mode,
+                              feedback_scale=feedback_scale)
+
+    return LayerKit(linear=linear, conv=conv)
 
 
-def feedback_conv(mode: str, feedback_scale: str = "norm") -> ConvFactory:
-    """The ``conv`` layer factory of a rule: every convolution is a :class:`FeedbackConv2d`."""
-    def conv(in_channels: int, out_channels: int, kernel_size: int, *, in_shape: tuple[int, int, int]) -> nn.Module:
-        return FeedbackConv2d(in_channels, out_channels, kernel_size, mode=mode, feedback_scale=feedback_scale)
-    return conv
+def fa_layers(num_classes: int) -> LayerKit:
+    """Feedback alignment's layers: fixed random ``B`` (stored in the checkpoint)."""
+    return feedback_layers("fa")
 
 
-def build_fa_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
-                 hidden: Sequence[int], dropout: float) -> nn.Module:
-    """The two-hidden-layer MLP with ``FeedbackLinear(mode="fa")`` layers."""
-    return MLP(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout, linear=feedback_linear("fa"))
+def usf_layers(num_classes: int, feedback_scale: str) -> LayerKit:
+    """Uniform sign-concordant feedback layers."""
+    return feedback_layers("usf", feedback_scale)
 
 
-def build_usf_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
-                  hidden: Sequence[int], dropout: float, feedback_scale: str) -> nn.Module:
-    """The two-hidden-layer MLP with ``FeedbackLinear(mode="usf")`` layers."""
-    return MLP(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout,
-               linear=feedback_linear("usf", feedback_scale))
+def brsf_layers(num_classes: int, feedback_scale: str) -> LayerKit:
+    """Batchwise random-magnitude sign-concordant feedback layers."""
+    return feedback_layers("brsf", feedback_scale)
 
 
-def build_feedback_lenet(mode: str, in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float],
-                         std: Sequence[float], dropout: float, feedback_scale: str = "norm") -> LeNet:
-    """LeNet with ``FeedbackConv2d`` and ``FeedbackLinear`` layers of one ``mode``."""
-    return LeNet(in_shape, num_classes, mean, std, dropout=dropout, conv=feedback_conv(mode, feedback_scale),
-                 linear=feedback_linear(mode, feedback_scale))
-
-
-def build_fa_lenet(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
-                   dropout: float) -> nn.Module:
-    """LeNet trained with feedback alignment (fixed random feedback kernels and matrices)."""
-    return build_feedback_lenet("fa", in_shape, num_classes, mean, std, dropout)
-
-
-def build_usf_lenet(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
-                    dropout: float, feedback_scale: str) -> nn.Module:
-    """LeNet trained with uniform sign-concordant feedback."""
-    return build_feedback_lenet("usf", in_shape, num_classes, mean, std, dropout, feedback_scale)
-
-
-def build_brsf_lenet(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
-                     dropout: float, feedback_scale: str) -> nn.Module:
-    """LeNet trained with batchwise random-magnitude sign-concordant feedback."""
-    return build_feedback_lenet("brsf", in_shape, num_classes, mean, std, dropout, feedback_scale)
-
-
-def build_frsf_lenet(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
-                     dropout: float, feedback_scale: str) -> nn.Module:
-    """LeNet trained with fixed random-magnitude sign-concordant feedback."""
-    return build_feedback_lenet("frsf", in_shape, num_classes, mean, std, dropout, feedback_scale)
+def frsf_layers(num_classes: int, feedback_scale: str) -> LayerKit:
+    """Fixed random-magnitude sign-concordant feedback layers."""
+    return feedback_layers("frsf", feedback_scale)
 
 
 LILLICRAP = ("Lillicrap, Cownden, Tweed & Akerman, Random synaptic feedback weights support error "
@@ -271,47 +246,25 @@ LILLICRAP = ("Lillicrap, Cownden, Tweed & Akerman, Random synaptic feedback weig
 LIAO = ("Liao, Leibo & Poggio, How important is weight symmetry in backpropagation? (AAAI 2016)")
 MOSKOVITZ = ("Moskovitz, Litwin-Kumar & Abbott, Feedback alignment in deep convolutional networks "
              "(arXiv:1812.06488, 2018)")
-_MLP_ARCH = {"hidden": [800, 800], "dropout": 0.0}
-_LENET_ARCH = {"dropout": 0.0}
+SIGN_OPTIONS = {"feedback_scale": "norm"}
 
-register(Family(
-    name="fa_mlp", learning_rule="feedback_alignment",
-    summary="Two-hidden-layer MLP trained with feedback alignment: a fixed random matrix B replaces W^T in the "
-            "backward pass (B is stored in the checkpoint).",
-    build=build_fa_mlp, trainer=GradientTrainer, default_arch=_MLP_ARCH, paper=LILLICRAP,
-    alignment=gradient_alignment))
-
-register(Family(
-    name="fa_lenet", learning_rule="feedback_alignment",
-    summary="LeNet-5-size conv net trained with feedback alignment: fixed random feedback kernels and matrices "
-            "replace W^T in the backward pass (stored in the checkpoint).",
-    build=build_fa_lenet, trainer=GradientTrainer, default_arch=_LENET_ARCH, paper=LILLICRAP,
-    alignment=gradient_alignment))
-
-register(Family(
-    name="usf_mlp", learning_rule="sign_symmetry_usf",
-    summary="Two-hidden-layer MLP trained with uniform sign-concordant feedback: B = sign(W), norm-matched "
-            "to W, in the backward pass.",
-    build=build_usf_mlp, trainer=GradientTrainer, default_arch={**_MLP_ARCH, "feedback_scale": "norm"},
-    paper=LIAO, alignment=gradient_alignment))
-
-register(Family(
-    name="usf_lenet", learning_rule="sign_symmetry_usf",
-    summary="LeNet-5-size conv net trained with uniform sign-concordant feedback: B = sign(W), norm-matched "
-            "to W, in the backward pass.",
-    build=build_usf_lenet, trainer=GradientTrainer, default_arch={**_LENET_ARCH, "feedback_scale": "norm"},
-    paper=LIAO, alignment=gradient_alignment))
-
-register(Family(
-    name="brsf_lenet", learning_rule="sign_symmetry_brsf",
-    summary="LeNet-5-size conv net trained with batchwise random-magnitude sign-concordant feedback: "
-            "B = |R| * sign(W), R redrawn every batch, norm-matched to W.",
-    build=build_brsf_lenet, trainer=GradientTrainer, default_arch={**_LENET_ARCH, "feedback_scale": "norm"},
-    paper=MOSKOVITZ, alignment=gradient_alignment))
-
-register(Family(
-    name="frsf_lenet", learning_rule="sign_symmetry_frsf",
-    summary="LeNet-5-size conv net trained with fixed random-magnitude sign-concordant feedback: "
-            "B = |R| * sign(W) with R fixed (stored in the checkpoint), norm-matched to W.",
-    build=build_frsf_lenet, trainer=GradientTrainer, default_arch={**_LENET_ARCH, "feedback_scale": "norm"},
-    paper=MOSKOVITZ, alignment=gradient_alignment))
+RULES = (
+    Rule(name="fa", learning_rule="feedback_alignment",
+         description="trained with feedback alignment: fixed random feedback matrices (and kernels) replace W^T in "
+                     "the backward pass (stored in the checkpoint).",
+         trainer=GradientTrainer, paper=LILLICRAP, layers=fa_layers, alignment=gradient_alignment),
+    Rule(name="usf", learning_rule="sign_symmetry_usf",
+         description="trained with uniform sign-concordant feedback: B = sign(W), norm-matched to W, in the "
+                     "backward pass.",
+         trainer=GradientTrainer, paper=LIAO, layers=usf_layers, options=SIGN_OPTIONS, alignment=gradient_alignment),
+    Rule(name="brsf", learning_rule="sign_symmetry_brsf",
+         description="trained with batchwise random-magnitude sign-concordant feedback: B = |R| * sign(W), R redrawn "
+                     "every batch, norm-matched to W.",
+         trainer=GradientTrainer, paper=MOSKOVITZ, layers=brsf_layers, options=SIGN_OPTIONS,
+         alignment=gradient_alignment),
+    Rule(name="frsf", learning_rule="sign_symmetry_frsf",
+         description="trained with fixed random-magnitude sign-concordant feedback: B = |R| * sign(W) with R fixed "
+                     "(stored in the checkpoint), norm-matched to W.",
+         trainer=GradientTrainer, paper=MOSKOVITZ, layers=frsf_layers, options=SIGN_OPTIONS,
+         alignment=gradient_alignment),
+)

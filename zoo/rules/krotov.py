@@ -21,7 +21,7 @@ Families (all share :class:`zoo.archs.hebbian.HebbianNet`; the Hebbian layer nev
 * ``krotov_mlp``: the paper's BioCell head ``c = tanh(beta * S relu(W v) ** n)`` trained on
   ``sum |c - t| ** m`` (``t = +-1``);
 * ``krotov_fc``: a linear read-out of ``relu(W v) ** n`` trained with cross-entropy;
-* ``krotov_fa``: a two-layer feedback-alignment head (``zoo.rules.feedback_alignment.FeedbackLinear``).
+* ``krotov_fa``: a two-layer head with feedback alignment's layers (:func:`zoo.rules.feedback_alignment.fa_layers`).
 
 Hyperparameters (MNIST, 2000 units; measured with short runs, see the recipes): the paper's p = 3, k = 7,
 delta = 0.4, n = 4.5, m = 6. Two changes make the unsupervised phase converge in tens of epochs instead of
@@ -34,24 +34,25 @@ dense, overlapping images each anti-Hebbian push towards ``-v`` leaves the k-th 
 image, so with ``delta = 0.4`` all but ~k units end up silent (the same happens with standardised inputs); its
 denser prototypes also give ~13x larger features than MNIST's, hence BioCell's ``beta = 0.1`` there.
 
-Training is two-phase inside one :class:`KrotovTrainer` (see :class:`HebbianPhaseTrainer`): the recipe's
-``fit.epochs`` is the total; the first ``rule.hebbian_epochs`` run the unsupervised rule, the rest train the head.
-Starting from a published checkpoint (``training.train ... --init ID``) continues the unsupervised training
+Training is two-phase inside one :class:`KrotovTrainer` (see :class:`~zoo.engine.local_phase.HebbianPhaseTrainer`):
+the recipe's ``fit.epochs`` is the total; the first ``rule.hebbian_epochs`` run the unsupervised rule, the rest train
+the head. Starting from a published checkpoint (``training.train ... --init ID``) continues the unsupervised training
 from its weights.
 """
 from __future__ import annotations
 
-import warnings
 from typing import Any, Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from zoo.alignment import gradient_alignment
-from zoo.archs.hebbian import BioCellHead, HebbianNet, linear_head, mlp_head
-from zoo.distributed import SINGLE, Collective
-from zoo.registry import Family, register
-from zoo.trainer import GradientTrainer, Trainer
+from zoo.archs.hebbian import HebbianNet, linear_head, mlp_head
+from zoo.engine.distributed import SINGLE, Collective
+from zoo.engine.local_phase import HebbianPhaseTrainer
+from zoo.engine.trainer import GradientTrainer
+from zoo.evaluation.alignment import gradient_alignment
+from zoo.rules.base import Rule, Variant
+from zoo.rules.feedback_alignment import LILLICRAP, fa_layers
 
 PAPER = ("Krotov & Hopfield, Unsupervised learning by competing hidden units (PNAS 2019), "
          "doi:10.1073/pnas.1820458116")
@@ -74,11 +75,6 @@ def competition(currents: Tensor, k: int) -> tuple[Tensor, Tensor]:
         raise ValueError(f"k must be in [2, hidden={currents.shape[1]}], got {k}")
     top = torch.topk(currents, k, dim=1, sorted=True).indices
     return top[:, 0], top[:, k - 1]
-
-
-def annealed_lr(lr0: float, step: int, total_steps: int) -> float:
-    """Linear annealing ``lr0 * (1 - step / total_steps)``, clamped at 0."""
-    return lr0 * max(0.0, 1.0 - step / max(1, total_steps))
 
 
 def krotov_update(weight: Tensor, v: Tensor, lr: float, *, p: float = 3.0, k: int = 7, delta: float = 0.4,
@@ -131,89 +127,31 @@ def biocell_loss(outputs: Tensor, labels: Tensor, m: float = 6.0) -> Tensor:
     return (outputs - targets).abs().pow(m).sum(1).mean()
 
 
-class BioCellTrainer(GradientTrainer):
-    """Gradient descent on the BioCell loss (config ``m``, the loss power) instead of cross-entropy."""
+class BioCellHead(nn.Module):
+    """Krotov & Hopfield's supervised layer: ``c = tanh(beta * S h)``, ``S`` without bias.
 
-    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
-        return biocell_loss(logits, y, float(self.config.get("m", 6.0)))
-
-
-# -------------------------------------------------------------------------------------------- phased trainer
-
-class HebbianPhaseTrainer(Trainer):
-    """A local rule for the Hebbian layer, then (or while) gradients train the head.
-
-    Epochs ``[0, hebbian_epochs)`` run :meth:`hebbian_step` (the local rule) on every batch; the head is
-    trained with gradients in the remaining epochs, and also during the Hebbian epochs when
-    ``head_during_hebbian`` is true. If ``fit.epochs <= hebbian_epochs`` the whole run is unsupervised.
-
-    Config (flat, in the recipe's ``fit.rule``): ``hebbian_epochs``, ``hebbian_lr`` (annealed linearly to 0
-    over the Hebbian steps), the rule's own keys, and the head's ``head_optimizer`` (adam | sgd), ``head_lr``,
-    ``head_schedule`` (cosine | constant, over the head's epochs), ``head_weight_decay``, ``head_momentum``.
-    Unknown keys are rejected.
+    The outputs ``c`` lie in ``[-1, 1]``; the model returns them as its logits (argmax is the prediction).
     """
 
-    head_trainer_class: type[GradientTrainer] = GradientTrainer
-    defaults: Mapping[str, Any] = {}
-    head_during_hebbian_default = False
-    state_attrs = ("head_trainer", "hebbian_step_count")
-    COMMON = {"hebbian_epochs": 1, "hebbian_lr": 0.02, "head_during_hebbian": None, "head_optimizer": "adam",
-              "head_lr": 1e-3, "head_schedule": "cosine", "head_weight_decay": 0.0, "head_momentum": 0.9}
+    def __init__(self, in_features: int, num_classes: int, beta: float) -> None:
+        super().__init__()
+        self.beta = float(beta)
+        self.linear = nn.Linear(in_features, num_classes, bias=False)
 
-    def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
-                 collective: Collective = SINGLE) -> None:
-        known = {**self.COMMON, **self.defaults}
-        unknown = sorted(set(config) - set(known))
-        if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown rule option(s) {unknown}; accepted: {sorted(known)}")
-        merged = {**known, **dict(config)}
-        if merged["head_during_hebbian"] is None:
-            merged["head_during_hebbian"] = self.head_during_hebbian_default
-        super().__init__(model, merged, steps_per_epoch, epochs, collective=collective)
-        if not isinstance(model, HebbianNet):
-            raise TypeError(f"{type(self).__name__} trains HebbianNet models, not {type(model).__name__}")
-        self.net: HebbianNet = model
-        self.hebbian_epochs = min(int(merged["hebbian_epochs"]), epochs)
-        self.hebbian_total_steps = self.hebbian_epochs * self.steps_per_epoch
-        self.hebbian_lr0 = float(merged["hebbian_lr"])
-        self.head_during_hebbian = bool(merged["head_during_hebbian"])
-        head_epochs = epochs if self.head_during_hebbian else epochs - self.hebbian_epochs
-        self.head_epochs = max(0, head_epochs)
-        if self.head_epochs == 0 and epochs > 0:
-            warnings.warn(f"{type(self).__name__}: all {epochs} epochs are Hebbian (hebbian_epochs="
-                          f"{merged['hebbian_epochs']}): the head is not trained in this run", stacklevel=3)
-        head_config = {"optimizer": merged["head_optimizer"], "lr": merged["head_lr"],
-                       "schedule": merged["head_schedule"], "weight_decay": merged["head_weight_decay"],
-                       "momentum": merged["head_momentum"], **self.head_config_extra(merged)}
-        self.head_trainer = self.head_trainer_class(model, head_config, self.steps_per_epoch, max(1, self.head_epochs),
-                                                    collective=collective)
-        self.hebbian_step_count = 0
+    def forward(self, h: Tensor) -> Tensor:
+        return torch.tanh(self.beta * self.linear(h))
 
-    def head_config_extra(self, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Extra keys passed to the head's gradient trainer (e.g. BioCell's loss power)."""
-        return {}
+    def extra_repr(self) -> str:
+        return f"beta={self.beta}"
 
-    def hebbian_lr(self) -> float:
-        """The local rule's learning rate at the current Hebbian step (linear annealing to 0)."""
-        return annealed_lr(self.hebbian_lr0, self.hebbian_step_count, self.hebbian_total_steps)
 
-    def in_hebbian_phase(self) -> bool:
-        return self.epoch() < self.hebbian_epochs
+class BioCellTrainer(GradientTrainer):
+    """Gradient descent on the BioCell loss (option ``m``, the loss power) instead of cross-entropy."""
 
-    def hebbian_step(self, x: Tensor) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
+    options = {**GradientTrainer.options, "m": 6.0}
 
-    def step(self, x: Tensor, y: Tensor) -> float:
-        if self.in_hebbian_phase():
-            with torch.no_grad():
-                loss = self.hebbian_step(x)
-            self.hebbian_step_count += 1
-            if self.head_during_hebbian:
-                loss = self.head_trainer.step(x, y)
-        else:
-            loss = self.head_trainer.step(x, y)
-        self.step_count += 1
-        return loss
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        return biocell_loss(logits, y, float(self.config["m"]))
 
 
 class KrotovTrainer(HebbianPhaseTrainer):
@@ -223,7 +161,7 @@ class KrotovTrainer(HebbianPhaseTrainer):
     to 0 as the rule converges); for a head step, the head's loss.
     """
 
-    defaults = {"p": 3.0, "k": 7, "delta": 0.4}
+    options = {**HebbianPhaseTrainer.options, "p": 3.0, "k": 7, "delta": 0.4}
 
     def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
                  collective: Collective = SINGLE) -> None:
@@ -249,13 +187,13 @@ class KrotovBioCellTrainer(KrotovTrainer):
     """:class:`KrotovTrainer` whose head minimises the BioCell loss (config ``m``)."""
 
     head_trainer_class = BioCellTrainer
-    defaults = {**KrotovTrainer.defaults, "m": 6.0}
+    options = {**KrotovTrainer.options, "m": 6.0}
 
     def head_config_extra(self, config: Mapping[str, Any]) -> dict[str, Any]:
         return {"m": float(config["m"])}
 
 
-# ------------------------------------------------------------------------------------------------- families
+# ------------------------------------------------------------------------------------------------- the rule
 
 def build_krotov_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
                      hidden: int, power: float, beta: float, input_norm: str, init_std: float) -> nn.Module:
@@ -274,48 +212,31 @@ def build_krotov_fc(in_shape: tuple[int, int, int], num_classes: int, mean: Sequ
 def build_krotov_fa(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
                     hidden: int, power: float, input_norm: str, init_std: float, head_hidden: int) -> nn.Module:
     """Krotov-Hopfield layer + two-layer feedback-alignment head (cross-entropy)."""
-    from zoo.rules.feedback_alignment import FeedbackLinear
-
-    def fa_linear(a: int, b: int) -> nn.Module:
-        return FeedbackLinear(a, b, mode="fa")
-
     return HebbianNet(in_shape, num_classes, mean, std, hidden=hidden, power=power, input_norm=input_norm,
-                      init_std=init_std, head=mlp_head(head_hidden, fa_linear))
+                      init_std=init_std, head=mlp_head(head_hidden, fa_layers(num_classes).linear))
 
 
 # n = 4.5 as in the paper; per-sample L2 input (see zoo.archs.hebbian); init_std 0.5 instead of the paper's 1.0
 KROTOV_ARCH = {"hidden": 2000, "power": 4.5, "input_norm": "l2", "init_std": 0.5}
 
-register(Family(
-    name="krotov_mlp",
-    learning_rule="krotov_hopfield",
-    summary=("Krotov-Hopfield unsupervised layer (competing hidden units) with the paper's BioCell head "
-             "tanh(beta * S relu(W v)^n), trained on sum |c - t|^m."),
-    build=build_krotov_mlp,
-    trainer=KrotovBioCellTrainer,
-    default_arch={**KROTOV_ARCH, "beta": 1.0},
-    paper=PAPER,
-))
-
-register(Family(
-    name="krotov_fc",
-    learning_rule="krotov_hopfield+bp",
-    summary="Krotov-Hopfield unsupervised layer with a linear read-out trained by cross-entropy.",
-    build=build_krotov_fc,
-    trainer=KrotovTrainer,
-    default_arch=dict(KROTOV_ARCH),
-    paper=PAPER,
-))
-
-register(Family(
-    name="krotov_fa",
-    learning_rule="krotov_hopfield+fa",
-    summary=("Krotov-Hopfield unsupervised layer with a two-layer head trained by feedback alignment "
-             "(cross-entropy)."),
-    build=build_krotov_fa,
-    trainer=KrotovTrainer,
-    default_arch={**KROTOV_ARCH, "head_hidden": 500},
-    paper=PAPER + "; Lillicrap et al., Random synaptic feedback weights support error backpropagation "
-                  "for deep learning (Nat. Commun. 2016)",
-    alignment=gradient_alignment,   # the head's layers: FA's update vs the true gradient (Hebbian layer excluded)
-))
+RULES = (
+    Rule(name="krotov", learning_rule="krotov_hopfield",
+         description="trained with the Krotov-Hopfield rule: unsupervised competing hidden units (no labels), "
+                     "then a head trained with labels: BioCell (tanh, sum |c - t|^m loss), linear, "
+                     "or a two-layer feedback-alignment head.",
+         trainer=KrotovTrainer, paper=PAPER, variants={
+             "mlp": Variant(
+                 summary="Krotov-Hopfield unsupervised layer (competing hidden units) with the paper's BioCell head "
+                         "tanh(beta * S relu(W v)^n), trained on sum |c - t|^m.",
+                 build=build_krotov_mlp, options={**KROTOV_ARCH, "beta": 1.0}, trainer=KrotovBioCellTrainer),
+             "fc": Variant(
+                 summary="Krotov-Hopfield unsupervised layer with a linear read-out trained by cross-entropy.",
+                 build=build_krotov_fc, options=KROTOV_ARCH, learning_rule="krotov_hopfield+bp"),
+             "fa": Variant(
+                 summary="Krotov-Hopfield unsupervised layer with a two-layer head trained by feedback alignment "
+                         "(cross-entropy).",
+                 build=build_krotov_fa, options={**KROTOV_ARCH, "head_hidden": 500}, learning_rule="krotov_hopfield+fa",
+                 paper=PAPER + "; " + LILLICRAP,
+                 # the head's layers: FA's update vs the true gradient (the Hebbian layer is excluded)
+                 alignment=gradient_alignment)}),
+)

@@ -29,7 +29,7 @@ learn better-than-random features for a linear read-out; it must stay gentle.
 
 :func:`hebb_update` is the plain rule ``dW = lr * z^T v / B`` (not offered as a family option: it diverges).
 
-Training (:class:`SemiHebbTrainer`, keys of :class:`~zoo.rules.krotov.HebbianPhaseTrainer`): the Hebbian layer
+Training (:class:`SemiHebbTrainer`, keys of :class:`~zoo.engine.local_phase.HebbianPhaseTrainer`): the Hebbian layer
 learns during the first ``hebbian_epochs`` epochs; the read-out is trained during every epoch
 (``head_during_hebbian`` defaults to true here), so one pass learns both, as in HebbNet. The running threshold
 ``theta`` is state of the trainer, not of the model: continuing from a checkpoint (``--init``) restarts it.
@@ -42,9 +42,9 @@ import torch
 from torch import Tensor, nn
 
 from zoo.archs.hebbian import HebbianNet, linear_head
-from zoo.distributed import SINGLE, Collective
-from zoo.registry import Family, register
-from zoo.rules.krotov import HebbianPhaseTrainer
+from zoo.engine.distributed import SINGLE, Collective
+from zoo.engine.local_phase import HebbianPhaseTrainer
+from zoo.rules.base import Rule, Variant
 
 LOCAL_RULES = ("gupta", "oja")
 GUPTA = ("Gupta, Ambikapathi & Ramasamy, HebbNet: A simplified Hebbian learning framework to do biologically "
@@ -110,11 +110,11 @@ class SemiHebbTrainer(HebbianPhaseTrainer):
     """The local rule named by the model's ``local_rule`` on the hidden layer, cross-entropy on the read-out.
 
     Config: ``keep_fraction`` (Gupta's gradient sparsity, fraction of updates kept) and the common keys of
-    :class:`~zoo.rules.krotov.HebbianPhaseTrainer`. The value returned per step is the read-out's loss (or, in a
+    :class:`~zoo.engine.local_phase.HebbianPhaseTrainer`. The value returned per step is the read-out's loss (or, in a
     Hebbian-only epoch, the mean absolute change of the hidden weights).
     """
 
-    defaults = {"keep_fraction": 0.1}
+    options = {**HebbianPhaseTrainer.options, "keep_fraction": 0.1}
     head_during_hebbian_default = True
     state_attrs = ("theta", "count")
 
@@ -153,13 +153,12 @@ def build_semihebb_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: S
     return model
 
 
-register(Family(
-    name="semihebb_mlp",
-    learning_rule="semi_hebbian",
-    summary=("Hidden layer trained by a local thresholded Hebbian rule (HebbNet; Oja's rule as an option) "
-             "with a linear read-out trained by backprop."),
-    build=build_semihebb_mlp,
-    trainer=SemiHebbTrainer,
-    default_arch={"hidden": 2000, "local_rule": "gupta", "input_norm": "standard"},
-    paper=GUPTA,
-))
+RULES = (
+    Rule(name="semihebb", learning_rule="semi_hebbian",
+         description="trained with a thresholded Hebbian rule (Gupta et al.; Oja's rule as an option) on the "
+                     "hidden layer while a linear read-out learns with gradients.",
+         trainer=SemiHebbTrainer, paper=GUPTA, variants={"mlp": Variant(
+             summary="Hidden layer trained by a local thresholded Hebbian rule (HebbNet; Oja's rule as an option) "
+                     "with a linear read-out trained by backprop.",
+             build=build_semihebb_mlp, options={"hidden": 2000, "local_rule": "gupta", "input_norm": "standard"})}),
+)

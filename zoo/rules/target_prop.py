@@ -25,7 +25,6 @@ Each parameter only receives the gradient of its own layer's local loss.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
@@ -33,11 +32,13 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from zoo.alignment import compare
+from zoo.archs.mlp import ARCHITECTURE as MLP_ARCHITECTURE
 from zoo.archs.mlp import MLP
-from zoo.distributed import SINGLE, Collective
-from zoo.registry import Family, register
-from zoo.trainer import Trainer
+from zoo.engine.distributed import SINGLE, Collective
+from zoo.engine.options import check_schedule, make_optimizer, schedule_factor
+from zoo.engine.trainer import Trainer
+from zoo.evaluation.alignment import compare
+from zoo.rules.base import Rule, Variant
 
 
 class DTPNetwork(MLP):
@@ -107,7 +108,7 @@ def compute_targets(model: DTPNetwork, h: Sequence[Tensor], y: Tensor, target_lr
 def inverse_loss(model: DTPNetwork, h: Sequence[Tensor], noise: float, collective: Collective = SINGLE) -> Tensor:
     """Step 2: the reconstruction loss of every inverse on noise-corrupted activations (batch mean, summed
     over units and inverses). Only the inverses' parameters receive its gradient. The noise is drawn for the
-    global batch of a data-parallel run and sliced (:meth:`~zoo.distributed.Collective.local`)."""
+    global batch of a data-parallel run and sliced (:meth:`~zoo.engine.distributed.Collective.local`)."""
     total = h[0].new_zeros(())
     for layer in range(2, len(h)):
         below = h[layer - 1].detach()
@@ -131,22 +132,15 @@ def forward_loss(model: DTPNetwork, h: Sequence[Tensor], targets: Targets, y: Te
     return total
 
 
-def _optimizer(params: list[nn.Parameter], name: str, lr: float, momentum: float,
-               weight_decay: float) -> torch.optim.Optimizer:
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {name!r}; accepted: 'adam', 'sgd'")
-
-
 class DTPTrainer(Trainer):
-    """Difference target propagation (see the module doc). Config: ``optimizer`` (``adam`` | ``sgd``), ``lr``
+    """Difference target propagation (see the module doc). Options: ``optimizer`` (``adam`` | ``sgd``), ``lr``
     (forward weights), ``inverse_lr``, ``target_lr`` (step of the top target), ``noise`` (inverse training
     corruption), ``inverse_steps`` (inverse updates per batch), ``momentum``, ``weight_decay``,
     ``schedule`` (``cosine`` | ``constant``, for both learning rates)."""
 
     state_attrs = ("forward_optimizer", "inverse_optimizer")
+    options = {"optimizer": "adam", "lr": 1e-3, "inverse_lr": 1e-3, "target_lr": 0.1, "noise": 0.1,
+               "inverse_steps": 1, "momentum": 0.9, "weight_decay": 0.0, "schedule": "cosine"}
 
     def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
                  collective: Collective = SINGLE) -> None:
@@ -154,26 +148,22 @@ class DTPTrainer(Trainer):
         if not isinstance(model, DTPNetwork):
             raise TypeError(f"DTPTrainer trains a DTPNetwork, not {type(model).__name__}")
         self.net: DTPNetwork = model
-        get = self.config.get
-        name = get("optimizer", "adam")
-        momentum, decay = float(get("momentum", 0.9)), float(get("weight_decay", 0.0))
-        self.lr, self.inverse_lr = float(get("lr", 1e-3)), float(get("inverse_lr", 1e-3))
-        self.target_lr = float(get("target_lr", 0.1))
-        self.noise = float(get("noise", 0.1))
-        self.inverse_steps = int(get("inverse_steps", 1))
-        self.schedule = get("schedule", "cosine")
-        if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"unknown schedule {self.schedule!r}; accepted: 'cosine', 'constant'")
+        config = self.config
+        name, momentum, decay = config["optimizer"], float(config["momentum"]), float(config["weight_decay"])
+        self.lr, self.inverse_lr = float(config["lr"]), float(config["inverse_lr"])
+        self.target_lr = float(config["target_lr"])
+        self.noise = float(config["noise"])
+        self.inverse_steps = int(config["inverse_steps"])
+        self.schedule = check_schedule(config["schedule"])
         self.forward_params = [p for n, p in model.named_parameters() if not n.startswith("inverses.")]
         self.inverse_params = list(self.net.inverses.parameters())
-        self.forward_optimizer = _optimizer(self.forward_params, name, self.lr, momentum, decay)
-        self.inverse_optimizer = _optimizer(self.inverse_params, name, self.inverse_lr, momentum, 0.0)
+        self.forward_optimizer = make_optimizer(self.forward_params, name, self.lr, momentum=momentum,
+                                                weight_decay=decay)
+        self.inverse_optimizer = make_optimizer(self.inverse_params, name, self.inverse_lr, momentum=momentum)
 
     def factor(self) -> float:
         """Learning-rate multiplier of the current step (cosine annealing or 1)."""
-        if self.schedule == "constant":
-            return 1.0
-        return 0.5 * (1.0 + math.cos(math.pi * self.progress()))
+        return schedule_factor(self.schedule, self.progress())
 
     def train_inverses(self, h: Sequence[Tensor]) -> float:
         """Step 2 on activations ``h`` (see :func:`local_forward`); returns the inverse loss before the update."""
@@ -230,17 +220,16 @@ def dtp_alignment(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
     return {n: a for n, a in angles.items() if not n.startswith("inverses.")}
 
 
-def build_dtp_mlp(in_shape: tuple[int, int, int], num_classes: int, mean: Sequence[float], std: Sequence[float],
-                  hidden: Sequence[int], dropout: float, activation: str) -> nn.Module:
-    """The two-hidden-layer MLP (``activation`` units) with its learned inverses."""
-    return DTPNetwork(in_shape, num_classes, mean, std, hidden=hidden, dropout=dropout, activation=activation)
-
-
-register(Family(
-    name="dtp_mlp", learning_rule="difference_target_propagation",
-    summary="Two-hidden-layer tanh MLP trained with difference target propagation: layer-local targets sent down "
-            "through learned inverses with the difference correction (inverses stored in the checkpoint).",
-    build=build_dtp_mlp, trainer=DTPTrainer,
-    default_arch={"hidden": [800, 800], "dropout": 0.0, "activation": "tanh"},
-    paper="Lee, Zhang, Fischer & Bengio, Difference target propagation (ECML PKDD 2015)",
-    alignment=dtp_alignment))
+RULES = (
+    Rule(name="dtp", learning_rule="difference_target_propagation",
+         description="trained with difference target propagation: each layer learns a local target sent down "
+                     "through learned inverses with the difference correction (inverses stored in the checkpoint).",
+         trainer=DTPTrainer, paper="Lee, Zhang, Fischer & Bengio, Difference target propagation (ECML PKDD 2015)",
+         alignment=dtp_alignment,
+         variants={"mlp": Variant(
+             summary="Two-hidden-layer tanh MLP trained with difference target propagation: layer-local targets sent "
+                     "down through learned inverses with the difference correction (inverses stored in the "
+                     "checkpoint).",
+             build=DTPNetwork, options={**MLP_ARCHITECTURE.options, "activation": "tanh"},
+             extends=MLP_ARCHITECTURE.name)}),
+)

@@ -6,8 +6,8 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from zoo.devices import model_device
-from zoo.metric_grid import NOISE_SIGMAS, fgsm_epsilons, perturbation_size
+from zoo.engine.devices import model_device
+from zoo.evaluation.metric_grid import NOISE_SIGMAS, fgsm_epsilons, perturbation_size
 
 EVAL_BATCH = 1000
 NOISE_SEED = 0
@@ -64,7 +64,7 @@ def top1_fgsm(model: nn.Module, images: Tensor, labels: Tensor, eps: float, *,
 def full_metrics(model: nn.Module, images: Tensor, labels: Tensor, dataset: str, *,
                  gradients: bool = True) -> dict[str, object]:
     """The manifest's metrics: ``top1``, ``n_eval``, ``top1_noise`` and (where gradients exist) ``top1_fgsm`` at
-    the ε of ``dataset`` (:mod:`zoo.metric_grid`)."""
+    the ε of ``dataset`` (:mod:`zoo.evaluation.metric_grid`)."""
     metrics: dict[str, object] = {
         "top1": top1(model, images, labels),
         "n_eval": int(len(labels)),

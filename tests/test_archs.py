@@ -1,12 +1,14 @@
-"""The LeNet architecture shared by the conv rule families."""
+"""Architectures: LeNet and the small CIFAR-10 CNN, built through their layer slots."""
 from __future__ import annotations
 
 import pytest
 import torch
 from torch import nn
 
+from zoo.archs.base import LayerKit
+from zoo.archs.cnn import CNN
 from zoo.archs.image_input import ImageInput
-from zoo.archs.lenet import LeNet, lenet_shapes
+from zoo.archs.lenet import LeNet
 
 
 @pytest.mark.parametrize("in_shape,flat", [((1, 28, 28), 800), ((3, 32, 32), 1250)])
@@ -27,12 +29,24 @@ def test_lenet_shapes_follow_the_input(in_shape: tuple[int, int, int], flat: int
 def test_layer_factories_get_each_layer_input_shape() -> None:
     seen = []
 
-    def conv(in_channels: int, out_channels: int, kernel_size: int, *, in_shape: tuple[int, int, int]) -> nn.Module:
+    def conv(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
+             in_shape: tuple[int, int, int]) -> nn.Module:
         seen.append((in_channels, out_channels, kernel_size, in_shape))
         return nn.Conv2d(in_channels, out_channels, kernel_size)
 
-    LeNet((3, 32, 32), 7, [0.5] * 3, [0.5] * 3, conv=conv)
+    LeNet((3, 32, 32), 7, [0.5] * 3, [0.5] * 3, layers=LayerKit(conv=conv))
     assert seen == [(3, 20, 5, (3, 32, 32)), (20, 50, 5, (20, 14, 14))]
-    assert lenet_shapes((1, 28, 28)) == {"conv1": (1, 28, 28), "conv2": (20, 12, 12), "fc": (800,), "head": (500,)}
+    assert LeNet.shapes((1, 28, 28)) == {"conv1": (1, 28, 28), "conv2": (20, 12, 12), "fc": (800,), "head": (500,)}
     with pytest.raises(ValueError, match="too small"):
-        lenet_shapes((1, 12, 12))
+        LeNet.shapes((1, 12, 12))
+
+
+def test_cnn_is_biotorchs_small_cifar_net() -> None:
+    model = CNN((3, 32, 32), 10, [0.5] * 3, [0.5] * 3)
+    assert sum(p.numel() for p in model.parameters()) == 270_310  # 2432 + 51264 + 204928 + 10836 + 850
+    assert CNN.shapes((3, 32, 32)) == {"conv1": (3, 32, 32), "conv2": (32, 14, 14), "conv3": (64, 5, 5),
+                                       "fc": (128,), "head": (84,)}
+    x = torch.rand(2, 3, 32, 32)
+    assert model.features(x).shape == (2, 84) and model(x).shape == (2, 10)
+    with pytest.raises(ValueError, match="too small for the cnn architecture"):
+        CNN((1, 28, 28), 10, [0.5], [0.5])

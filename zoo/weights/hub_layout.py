@@ -12,10 +12,10 @@ from torch import nn
 
 from zoo.api import get_entry
 from zoo.errors import ZooError
-from zoo.integrity import check_sha256
-from zoo.manifest import Entry
-from zoo.model_card import render_model_card
-from zoo.resolve import hub_config_values, raise_if_pending, resolve_file
+from zoo.weights.integrity import check_sha256
+from zoo.weights.manifest import Entry
+from zoo.weights.model_card import render_model_card
+from zoo.weights.resolve import hub_config_values, raise_if_pending, resolve_file
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -23,7 +23,7 @@ WEIGHTS_NAME = "model.safetensors"
 
 def hub_config(entry: Entry) -> dict[str, Any]:
     """What ``config.json`` holds: a copy of the manifest entry's identity, architecture and hash (checked against
-    the manifest on every load, :func:`zoo.resolve.check_hub_config`), with its metrics and license."""
+    the manifest on every load, :func:`zoo.weights.resolve.check_hub_config`), with its metrics and license."""
     return {"library_name": "bioplausible-zoo", **hub_config_values(entry), "metrics": entry.metrics,
             "license": entry.license}
 
@@ -72,7 +72,7 @@ def from_hub(repo_id: str, *, revision: str | None = None) -> nn.Module:
     the manifest does not list is refused.
     """
     from zoo.api import build_from_entry
-    from zoo.hf_hub import hf_download
+    from zoo.weights.hf_hub import hf_download
 
     where = f"{repo_id}/{CONFIG_NAME}"
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from zoo.errors import ManifestError
-from zoo.metric_grid import NOISE_SIGMAS, fgsm_epsilons
+from zoo.evaluation.metric_grid import NOISE_SIGMAS, fgsm_epsilons
 
 SCHEMA_VERSION = 1
 DATASET_TAGS = ("mnist", "fashion_mnist", "cifar10")
@@ -107,12 +107,18 @@ class Entry:
         return cls(**{k: v for k, v in raw.items()})
 
 
+def checkpoint_filename(model_id: str, sha256: str) -> str:
+    """The file name of a published checkpoint: ``<id>-<first 8 hex digits of its sha256>.safetensors``
+    (content-addressed, like torch.hub's ``check_hash`` names; it lives under ``weights/``)."""
+    return f"{model_id}-{sha256[:8]}.safetensors"
+
+
 def _validate_published(raw: Mapping[str, Any], where: str) -> None:
     _require(raw, _PUBLISHED_FIELDS, where)
     _require(raw["recipe"], _PUBLISHED_RECIPE_FIELDS, f"{where}: recipe")
     sha = raw["sha256"]
     _check(isinstance(sha, str) and _HEX64.match(sha) is not None, where, "sha256", "64 lowercase hex digits", sha)
-    expected_file = f"weights/{raw['id']}-{sha[:8]}.safetensors"
+    expected_file = f"weights/{checkpoint_filename(raw['id'], sha)}"
     _check(raw["file"] == expected_file, where, "file", repr(expected_file), raw["file"])
     for name in ("size_bytes", "num_params"):
         _check(isinstance(raw[name], int) and raw[name] > 0, where, name, "a positive integer", raw[name])

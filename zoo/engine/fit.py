@@ -1,7 +1,7 @@
 """The epoch loop shared by every learning rule: shuffling, augmentation, devices, data parallelism, progress,
 per-epoch history and resumable state.
 
-The rule itself is the family's :class:`~zoo.trainer.Trainer`; this loop only feeds it batches, so
+The rule itself is the family's :class:`~zoo.engine.trainer.Trainer`; this loop only feeds it batches, so
 ``fit`` fine-tunes any zoo model with its own learning rule.
 """
 from __future__ import annotations
@@ -16,10 +16,10 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from zoo.devices import model_device
-from zoo.distributed import SINGLE, Collective
-from zoo.registry import Family
-from zoo.train_state import load_train_state, save_train_state, saved_epochs
+from zoo.engine.devices import model_device
+from zoo.engine.distributed import SINGLE, Collective
+from zoo.engine.train_state import load_train_state, save_train_state, saved_epochs
+from zoo.registry import family_of
 
 AUGMENTATIONS = ("none", "shift", "crop_flip")
 
@@ -76,24 +76,28 @@ def augment(x: Tensor, config: FitConfig, generator: torch.Generator) -> Tensor:
     return random_flip(x, generator) if config.augment == "crop_flip" else x
 
 
-def fit(model: nn.Module, family: Family, images: Tensor, labels: Tensor, config: FitConfig, *,
+def fit(model: nn.Module, images: Tensor, labels: Tensor, config: FitConfig, *,
         on_epoch_end: Callable[[int, EpochRecord], None] | None = None, progress: bool | None = None,
         state_dir: Path | None = None, resume: bool = False, collective: Collective = SINGLE) -> list[EpochRecord]:
-    """Train ``model`` with its family's learning rule on uint8 ``images`` ``[N, C, H, W]`` and return one record
+    """Train ``model`` with its own learning rule on uint8 ``images`` ``[N, C, H, W]`` and return one record
     per epoch (``epoch``, ``train_loss``, ``wall_s`` and what ``on_epoch_end`` added to it).
+
+    ``model`` is a zoo model (pretrained or untrained): its ``model.zoo_cfg`` names its family, whose trainer runs
+    the rule with the options in ``config.rule``.
 
     The model trains on the device it is on; batches are built on the CPU (so augmentation draws the same numbers
     on every device) and moved there. ``on_epoch_end(epoch, record)`` runs after every epoch (e.g. to evaluate and
     add ``test_top1``). ``progress``: a tqdm bar per epoch, by default only when stderr is a terminal.
-    With ``state_dir``, the whole training state is saved there after every epoch (:mod:`zoo.train_state`);
+    With ``state_dir``, the whole training state is saved there after every epoch (:mod:`zoo.engine.train_state`);
     ``resume=True`` continues from it, giving the same result as a run that was never interrupted.
-    ``collective`` (:mod:`zoo.distributed`): each process trains on its shard of every global batch.
+    ``collective`` (:mod:`zoo.engine.distributed`): each process trains on its shard of every global batch.
     """
     if len(images) < 1:
         raise ValueError("no training images: the training set is empty")
     if collective.distributed and len(images) % config.batch_size:
         raise ValueError(f"data-parallel training needs whole global batches: {len(images)} training images do "
                          f"not split into batches of {config.batch_size}")
+    family = family_of(model)
     shard = collective.shard_size(config.batch_size)
     device = model_device(model)
     torch.manual_seed(config.seed)

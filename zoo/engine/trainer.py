@@ -1,22 +1,23 @@
 """What every learning rule provides: a trainer that updates a model one minibatch at a time."""
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Mapping
 
 import torch
 from torch import Tensor, nn
 
-from zoo.distributed import SINGLE, Collective
+from zoo.engine.distributed import SINGLE, Collective
+from zoo.engine.options import check_schedule, checked_options, make_optimizer, schedule_factor
 
 
 class Trainer(ABC):
     """A learning rule's training step, bound to one model.
 
-    ``config`` holds the rule's hyperparameters as written in a training recipe; the run's length
+    ``config`` holds the rule's hyperparameters as written in a training recipe: ``options`` lists every key the
+    rule accepts with its default, and an unknown key raises :class:`ValueError`. The run's length
     (``steps_per_epoch * epochs``) lets rules anneal their learning rate or switch phase by epoch.
-    ``collective`` is the group of processes of a data-parallel run (:mod:`zoo.distributed`); a rule combines
+    ``collective`` is the group of processes of a data-parallel run (:mod:`zoo.engine.distributed`); a rule combines
     its shard's gradients or updates through it before applying them.
 
     ``state_attrs`` (collected over the class hierarchy) names the attributes that make up the trainer's state
@@ -25,11 +26,12 @@ class Trainer(ABC):
     """
 
     state_attrs: ClassVar[tuple[str, ...]] = ("step_count",)
+    options: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
                  collective: Collective = SINGLE) -> None:
         self.model = model
-        self.config = dict(config)
+        self.config = checked_options(config, self.options, type(self).__name__)
         self.steps_per_epoch = max(1, steps_per_epoch)
         self.epochs = epochs
         self.total_steps = self.steps_per_epoch * max(1, epochs)
@@ -84,35 +86,26 @@ class GradientTrainer(Trainer):
 
     Backprop uses autograd's true gradients. Rules whose layers replace the backward pass (feedback
     alignment, sign symmetry) use this same trainer: the rule lives in the layer, not in the loop.
-    Config: ``optimizer`` (``adam`` | ``sgd``), ``lr``, ``momentum``, ``weight_decay``,
+    Options: ``optimizer`` (``adam`` | ``sgd``), ``lr``, ``momentum`` (SGD), ``weight_decay``,
     ``schedule`` (``cosine`` | ``constant``).
     """
 
     state_attrs = ("optimizer",)
+    options = {"optimizer": "adam", "lr": 1e-3, "momentum": 0.9, "weight_decay": 0.0, "schedule": "cosine"}
 
     def __init__(self, model: nn.Module, config: Mapping[str, Any], steps_per_epoch: int, epochs: int, *,
                  collective: Collective = SINGLE) -> None:
         super().__init__(model, config, steps_per_epoch, epochs, collective=collective)
-        self.base_lr = float(self.config.get("lr", 1e-3))
+        self.base_lr = float(self.config["lr"])
         self.params = [p for p in model.parameters() if p.requires_grad]
-        name = self.config.get("optimizer", "adam")
-        decay = float(self.config.get("weight_decay", 0.0))
-        if name == "adam":
-            self.optimizer: torch.optim.Optimizer = torch.optim.Adam(self.params, lr=self.base_lr, weight_decay=decay)
-        elif name == "sgd":
-            self.optimizer = torch.optim.SGD(self.params, lr=self.base_lr,
-                                             momentum=float(self.config.get("momentum", 0.9)), weight_decay=decay)
-        else:
-            raise ValueError(f"unknown optimizer {name!r}; accepted: 'adam', 'sgd'")
-        self.schedule = self.config.get("schedule", "cosine")
-        if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"unknown schedule {self.schedule!r}; accepted: 'cosine', 'constant'")
+        self.optimizer = make_optimizer(self.params, self.config["optimizer"], self.base_lr,
+                                        momentum=float(self.config["momentum"]),
+                                        weight_decay=float(self.config["weight_decay"]))
+        self.schedule = check_schedule(self.config["schedule"])
 
     def learning_rate(self) -> float:
         """The learning rate for the current step."""
-        if self.schedule == "constant":
-            return self.base_lr
-        return self.base_lr * 0.5 * (1.0 + math.cos(math.pi * self.progress()))
+        return self.base_lr * schedule_factor(self.schedule, self.progress())
 
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """Cross-entropy; rules with another objective override this."""

@@ -14,11 +14,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-from zoo.download import download_file, is_offline
 from zoo.errors import DownloadError, HashMismatchError, OfflineError, WeightsPendingError, ZooError
-from zoo.integrity import check_sha256
-from zoo.manifest import Entry
-from zoo.paths import manifest_path, weights_cache_dir
+from zoo.weights.download import download_file, is_offline
+from zoo.weights.integrity import check_sha256
+from zoo.weights.manifest import Entry
+from zoo.weights.paths import manifest_path, weights_cache_dir
 
 SOURCES = ("auto", "local", "cache", "url", "hf")
 HUB_CONFIG = "config.json"
@@ -96,7 +96,7 @@ def _url(entry: Entry) -> Path:
 
 
 def _hf(entry: Entry) -> Path:
-    from zoo.hf_hub import hf_download
+    from zoo.weights.hf_hub import hf_download
 
     repo, revision = entry.hf["repo_id"], entry.hf["revision"]
     config_path = hf_download(repo, HUB_CONFIG, revision)

@@ -7,9 +7,9 @@ from pathlib import Path
 from zoo.api import build_from_entry
 from zoo.data import load_split
 from zoo.errors import DatasetNotFoundError, HashMismatchError, ZooError
-from zoo.evaluate import top1
-from zoo.manifest import Entry
-from zoo.resolve import resolve_file
+from zoo.evaluation.evaluate import top1
+from zoo.weights.manifest import Entry
+from zoo.weights.resolve import resolve_file
 
 TOP1_TOLERANCE = 0.05  # percentage points
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from zoo.manifest import Entry
-from zoo.plotting import pyplot
+from zoo.evaluation.plotting import pyplot
+from zoo.weights.manifest import Entry
 
 
 def curve(entry: Entry) -> list[dict[str, Any]]:

@@ -21,7 +21,7 @@ from filelock import FileLock
 from tqdm.auto import tqdm
 
 from zoo.errors import DownloadError, HashMismatchError, OfflineError
-from zoo.integrity import file_digest
+from zoo.weights.integrity import file_digest
 
 __all__ = ["DownloadHashMismatchError", "download_file", "is_offline"]
 

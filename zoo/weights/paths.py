@@ -6,11 +6,12 @@ from pathlib import Path
 
 import torch.hub
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = PACKAGE_ROOT.parent
 
 
 MANIFEST_NAME = "weights_manifest.json"
-PACKAGED_MANIFEST = Path(__file__).resolve().parent / MANIFEST_NAME
+PACKAGED_MANIFEST = PACKAGE_ROOT / MANIFEST_NAME
 
 
 def manifest_path() -> Path:

@@ -2,7 +2,7 @@
 
     python -m zoo show-filters krotov_mlp.mnist --out filters.png [--n 100] [--cols 10]
 
-    from zoo.filters import filter_grid, save_filters
+    from zoo.evaluation.filters import filter_grid, save_filters
     grid = filter_grid(model, n=100)          # numpy array, no plotting library needed
     save_filters(model, "filters.png")        # needs matplotlib (pip install -r requirements-extras.txt)
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor, nn
 
-from zoo.plotting import pyplot
+from zoo.evaluation.plotting import pyplot
 
 
 def input_shape(model: nn.Module) -> tuple[int, int, int]:

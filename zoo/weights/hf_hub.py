@@ -16,8 +16,8 @@ import urllib.parse
 from pathlib import Path
 from typing import Any
 
-from zoo.download import is_offline
 from zoo.errors import DownloadError, OfflineError, PushError, ZooError
+from zoo.weights.download import is_offline
 
 __all__ = ["DEFAULT_ENDPOINT", "PushError", "hf_cache_dir", "hf_download", "hf_endpoint", "push_folder"]
 

@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
-from zoo.integrity import sha256_file
+from zoo.weights.integrity import sha256_file
 
 STATE_JSON = "state.json"
 STATE_FORMAT = 1
@@ -109,7 +109,7 @@ def save_train_state(folder: Path, *, model: nn.Module, trainer_state: dict[str,
 def load_train_state(folder: Path, *, model: nn.Module,
                      generator: torch.Generator) -> tuple[SavedState, dict[str, Any]]:
     """Restore the model and generators from ``folder``; return what was saved and the trainer's state (tensors on
-    the CPU) for :meth:`zoo.trainer.Trainer.load_state_dict`. A tensor file that does not match its recorded
+    the CPU) for :meth:`zoo.engine.trainer.Trainer.load_state_dict`. A tensor file that does not match its recorded
     SHA-256 raises :class:`ValueError`."""
     document = json.loads((Path(folder) / STATE_JSON).read_text())
     if document.get("format") != STATE_FORMAT:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 
-from zoo.manifest import Entry
 from zoo.registry import get_family
+from zoo.weights.manifest import Entry
 
 _HF_DATASETS = {"mnist": "ylecun/mnist", "fashion_mnist": "zalando-datasets/fashion_mnist",
                 "cifar10": "uoft-cs/cifar10"}

@@ -7,39 +7,21 @@ the rule computes on the batch and the true gradient of the cross-entropy ``-dL/
 dropout off. 0 means the rule moves the weights exactly like backprop, 90 means orthogonal (no descent).
 
 Rule layers that replace the backward pass (feedback alignment, sign symmetry, direct feedback) run their own
-backward only while :func:`rule_active`: in training mode and outside :func:`true_gradients`. Inside that block
+backward only while :meth:`~zoo.rules.base.RuleLayer.rule_active`: in training mode and outside
+:func:`~zoo.rules.base.true_gradients`. Inside that block
 (and in eval mode) they are plain layers, so the same model gives both sides of the comparison.
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import math
-from typing import Callable, Iterator
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-_TRUE_GRADIENTS: contextvars.ContextVar[bool] = contextvars.ContextVar("zoo_true_gradients", default=False)
+from zoo.rules.base import true_gradients
 
 RuleUpdate = Callable[[nn.Module, Tensor, Tensor], dict[str, Tensor]]
-
-
-@contextlib.contextmanager
-def true_gradients() -> Iterator[None]:
-    """Inside this block the rules' layers compute autograd's exact gradients (plain Linear / Conv2d)."""
-    token = _TRUE_GRADIENTS.set(True)
-    try:
-        yield
-    finally:
-        _TRUE_GRADIENTS.reset(token)
-
-
-def rule_active(module: nn.Module) -> bool:
-    """Whether a rule layer must run its own backward pass now: in training mode, with autograd recording and
-    outside :func:`true_gradients`. Otherwise (e.g. ``model.eval()`` for inference, input gradients or attacks)
-    it is a plain layer with autograd's exact gradients."""
-    return module.training and torch.is_grad_enabled() and not _TRUE_GRADIENTS.get()
 
 
 def layer_weights(model: nn.Module) -> dict[str, nn.Parameter]:

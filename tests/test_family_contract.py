@@ -1,0 +1,208 @@
+"""The contract every generated family keeps, run for each family the registry holds (and so for every family a
+new rule or architecture module adds): it builds for each of its datasets, returns float logits of the right
+shape, round-trips through a checkpoint, runs plain layers in eval mode, trains what its rule trains (and nothing
+else) in one step, and has a recipe and a manifest entry for each dataset."""
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import zoo.archs
+from training.recipes import effective_config, load_recipe
+from zoo.api import manifest
+from zoo.engine.local_phase import HebbianPhaseTrainer
+from zoo.registry import Family, ModelCfg, architectures, families, family_of, rules
+from zoo.rules.base import RuleLayer, true_gradients
+from zoo.rules.direct_feedback import set_target
+from zoo.weights.checkpoint import load_into, save_checkpoint
+
+CASES = [(name, dataset) for name, family in families().items() for dataset in family.datasets]
+
+
+def build(family: Family, dataset: str, seed: int = 0, **arch: object) -> nn.Module:
+    torch.manual_seed(seed)
+    return family.build_model(family.arch_for(dataset, **arch), dataset=dataset)
+
+
+def batch(family: Family, dataset: str, n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    shape = family.arch_for(dataset)["in_shape"]
+    generator = torch.Generator().manual_seed(1)
+    return torch.rand(n, *shape, generator=generator), torch.arange(n) % 10
+
+
+@pytest.mark.parametrize(("name", "dataset"), CASES)
+def test_builds_and_returns_float_logits(name: str, dataset: str) -> None:
+    family = families()[name]
+    model = build(family, dataset).eval()
+    x, _ = batch(family, dataset)
+    logits = model(x)
+    assert logits.shape == (len(x), 10) and logits.dtype == torch.float32
+    assert model.zoo_cfg == ModelCfg(family=name, arch=family.arch_for(dataset), dataset=dataset)
+    assert family_of(model) is family
+
+
+@pytest.mark.parametrize(("name", "dataset"), CASES)
+def test_checkpoint_round_trip(name: str, dataset: str, tmp_path: Path) -> None:
+    family = families()[name]
+    model, other = build(family, dataset, seed=0).eval(), build(family, dataset, seed=1).eval()
+    x, _ = batch(family, dataset)
+    assert not torch.equal(model(x), other(x))
+    path = save_checkpoint(model, tmp_path / "m.safetensors", entrypoint=name, arch=family.arch_for(dataset))
+    load_into(other, path)
+    assert torch.equal(model(x), other(x))
+    for key, value in model.state_dict().items():  # feedback matrices and every buffer travel too
+        assert torch.equal(value, other.state_dict()[key]), key
+
+
+@pytest.mark.parametrize(("name", "dataset"), CASES)
+def test_eval_mode_gives_the_true_input_gradient(name: str, dataset: str) -> None:
+    """In eval mode every rule layer is a plain layer: the input gradient equals the true one (computed with the
+    rule switched off), while in training mode the rule's own backward pass (where the family has one) differs."""
+    family = families()[name]
+    no_dropout = {"dropout": 0.0} if "dropout" in family.default_arch else {}
+    model = build(family, dataset, **no_dropout)
+    x, y = batch(family, dataset)
+
+    def input_gradient(training: bool) -> torch.Tensor:
+        model.train(training)
+        xi = x.clone().requires_grad_(True)
+        nn.functional.cross_entropy(model(xi), y).backward()
+        model.zero_grad(set_to_none=True)
+        assert xi.grad is not None
+        return xi.grad
+
+    with true_gradients():
+        exact = input_gradient(training=True)
+    assert torch.allclose(input_gradient(training=False), exact, rtol=1e-5, atol=1e-8)
+    if any(isinstance(m, RuleLayer) for m in model.modules()):
+        set_target(model, y)  # DRTP's layers need the batch's target (no-op for the other rules)
+        assert not torch.allclose(input_gradient(training=True), exact, rtol=1e-3, atol=1e-6)
+
+
+def expected_changes(model: nn.Module, trainer: object) -> set[str]:
+    """The tensors a first training step must change: the Hebbian layer alone (plus the head where it trains
+    during the Hebbian epochs) for a Hebbian rule, every trainable parameter for the others."""
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if isinstance(trainer, HebbianPhaseTrainer):
+        return {"hebbian.weight"} | (trainable if trainer.head_during_hebbian else set())
+    return trainable
+
+
+@pytest.mark.parametrize("name", sorted(families()))
+def test_one_step_trains_what_the_rule_trains_and_nothing_else(name: str) -> None:
+    family = families()[name]
+    dataset = family.datasets[0]
+    recipe = effective_config(name, dataset, load_recipe(name, dataset))  # every option, checked by the trainer
+    model = build(family, dataset).train()
+    trainer = family.trainer(model, recipe["fit"]["rule"], steps_per_epoch=1, epochs=recipe["fit"]["epochs"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    x, y = batch(family, dataset, n=20)
+    loss = trainer.step(x, y)
+    assert torch.isfinite(torch.tensor(loss))
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == expected_changes(model, trainer)
+
+
+@pytest.mark.parametrize(("name", "dataset"), CASES)
+def test_recipe_and_manifest_entry_exist(name: str, dataset: str) -> None:
+    family = families()[name]
+    recipe = load_recipe(name, dataset)
+    family.arch_for(dataset, **recipe["arch"])  # the recipe's architecture keys are the family's
+    entry = manifest().entries[f"{name}.{dataset}"]
+    assert (entry.entrypoint, entry.dataset, entry.learning_rule) == (name, dataset, family.learning_rule)
+
+
+def test_a_typo_in_a_rule_option_is_refused() -> None:
+    family = families()["fa_mlp"]
+    model = build(family, "mnist")
+    with pytest.raises(ValueError, match=r"unknown rule option\(s\) \['lr_decay'\]; accepted: .*'lr'"):
+        family.trainer(model, {"lr_decay": 0.1}, steps_per_epoch=1, epochs=1)
+
+
+def test_a_new_architecture_module_gives_every_layer_rule_a_family(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding an architecture is one module: every rule with a layer kit (and no list of its own) trains it."""
+    (tmp_path / "tinynet.py").write_text(textwrap.dedent('''
+        from torch import nn
+        from zoo.archs.base import PLAIN_LAYERS, Architecture
+        from zoo.archs.image_input import ImageInput
+
+        class TinyNet(nn.Module):
+            def __init__(self, in_shape, num_classes, mean, std, width=4, *, layers=PLAIN_LAYERS):
+                super().__init__()
+                self.input = ImageInput(in_shape, mean, std)
+                self.conv = layers.conv(in_shape[0], width, 3, in_shape=tuple(in_shape))
+                self.head = layers.linear(width * (in_shape[1] - 2) * (in_shape[2] - 2), num_classes)
+
+            def forward(self, x):
+                return self.head(self.conv(self.input(x)).relu().flatten(1))
+
+        ARCHITECTURE = Architecture(name="tinynet", summary="A tiny conv net", network=TinyNet,
+                                    options={"width": 4}, datasets=("mnist",))
+    '''))
+    monkeypatch.setattr(zoo.archs, "__path__", [*zoo.archs.__path__, str(tmp_path)])
+    for cached in (architectures, rules):
+        cached.cache_clear()
+    from zoo import registry
+
+    registry._all_families.cache_clear()
+    try:
+        new = {n for n in families() if n.endswith("_tinynet")}
+        layer_rules = {r.name for r in rules().values() if r.layers is not None and r.architectures is None}
+        assert new == {f"{r}_tinynet" for r in layer_rules} and {"bp_tinynet", "fa_tinynet", "dfa_tinynet"} <= new
+        for name in sorted(new):
+            family = families()[name]
+            model = family.build_model(family.arch_for("mnist", width=3)).train()
+            x, y = torch.rand(4, 1, 28, 28), torch.arange(4)
+            family.trainer(model, {}, steps_per_epoch=1, epochs=1).step(x, y)
+            assert model(x).shape == (4, 10)
+    finally:
+        monkeypatch.undo()
+        sys.modules.pop("zoo.archs.tinynet", None)
+        for cached in (architectures, rules, registry._all_families):
+            cached.cache_clear()
+
+
+def test_a_new_rule_module_gets_a_family_for_every_architecture(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding a rule is one module: a rule with a layer kit trains every architecture, with its options recorded."""
+    import zoo.rules
+    from zoo import registry
+
+    (tmp_path / "scaled.py").write_text(textwrap.dedent('''
+        from torch import nn
+        from zoo.archs.base import LayerKit, plain_conv
+        from zoo.engine.trainer import GradientTrainer
+        from zoo.rules.base import Rule
+
+        def layers(num_classes, scale):
+            def linear(a, b):
+                layer = nn.Linear(a, b)
+                layer.weight.data.mul_(scale)
+                return layer
+            return LayerKit(linear=linear, conv=plain_conv)
+
+        RULES = (Rule(name="scaled", learning_rule="scaled_backprop", description="trained with scaled init.",
+                      trainer=GradientTrainer, layers=layers, options={"scale": 0.5}),)
+    '''))
+    monkeypatch.setattr(zoo.rules, "__path__", [*zoo.rules.__path__, str(tmp_path)])
+    for cached in (architectures, rules, registry._all_families):
+        cached.cache_clear()
+    try:
+        new = {n: f for n, f in families().items() if f.rule == "scaled"}
+        assert set(new) == {f"scaled_{a}" for a in architectures()}
+        family = new["scaled_mlp"]
+        assert family.default_arch["scale"] == 0.5 and family.summary.startswith("Two-hidden-layer MLP trained with")
+        model = family.build_model(family.arch_for("mnist", hidden=[8], scale=0.0))
+        assert model.hidden[0].weight.abs().sum() == 0  # the rule's option reached its layers
+        assert "scale" not in dict(model.named_parameters()) and model.zoo_cfg.arch["scale"] == 0.0
+    finally:
+        monkeypatch.undo()
+        sys.modules.pop("zoo.rules.scaled", None)
+        for cached in (architectures, rules, registry._all_families):
+            cached.cache_clear()

@@ -1,0 +1,44 @@
+"""Rule options as written in a recipe's ``fit.rule``: checked against what the rule accepts, and the optimiser and
+learning-rate schedule every gradient-trained part builds from them."""
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable, Mapping
+
+import torch
+
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "constant")
+
+
+def checked_options(config: Mapping[str, Any], accepted: Mapping[str, Any], owner: str) -> dict[str, Any]:
+    """``accepted`` (the defaults) updated with ``config``; a key ``accepted`` lacks raises :class:`ValueError`
+    naming it and every accepted key, so a typo in a recipe fails instead of being ignored."""
+    unknown = sorted(set(config) - set(accepted))
+    if unknown:
+        raise ValueError(f"{owner}: unknown rule option(s) {unknown}; accepted: {sorted(accepted)}")
+    return {**accepted, **dict(config)}
+
+
+def make_optimizer(params: Iterable[torch.nn.Parameter], name: str, lr: float, *, momentum: float = 0.9,
+                   weight_decay: float = 0.0) -> torch.optim.Optimizer:
+    """``adam`` or ``sgd`` (with ``momentum``) over ``params``."""
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; accepted: {OPTIMIZERS}")
+
+
+def check_schedule(name: str) -> str:
+    """``name`` if it is a known learning-rate schedule."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; accepted: {SCHEDULES}")
+    return name
+
+
+def schedule_factor(name: str, progress: float) -> float:
+    """Learning-rate multiplier at ``progress`` in ``[0, 1]``: cosine annealing to 0, or 1 for ``constant``."""
+    if check_schedule(name) == "constant":
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
