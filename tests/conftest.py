@@ -124,20 +124,19 @@ def tiny_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _tiny_model: tuple
     import torch
 
     from training.publish import publish_run
-    from training.train import base_entry, write_run_output
+    from training.train import write_run_output
     from zoo.registry import get_family
 
     model, arch, metrics = _tiny_model
     family = get_family("bp_mlp")
     recipe = {"command": "python -m training.train bp_mlp --dataset mnist", "config": {}, "seed": 0, "epochs": 0,
               "wall_time_s": 0.0, "hardware": "test", "torch_version": torch.__version__, "git_commit": "test"}
-    fields = {**base_entry(family, "mnist", arch, recipe), "metrics": metrics}
     manifest = tmp_path / "zoo" / "weights_manifest.json"
     manifest.parent.mkdir()
     monkeypatch.setenv("ZOO_MANIFEST", str(manifest))
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    write_run_output(run_dir, fields, model, family, arch)
+    write_run_output(run_dir, family, "mnist", arch, recipe, metrics, model)
     entry = publish_run(run_dir, manifest)
     return TinyZoo(manifest.parent, manifest, entry.id, manifest.parent / entry.file, entry.sha256, model)
 

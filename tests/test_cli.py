@@ -1,8 +1,11 @@
 """``python -m zoo`` as a user runs it (a real subprocess)."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+
+import pytest
 
 from zoo.weights.paths import REPO_ROOT
 
@@ -113,3 +116,22 @@ def test_cli_errors_are_one_line_with_debug_for_the_traceback(tiny_zoo) -> None:
 def test_unknown_id_suggestions_ignore_case() -> None:
     result = run("info", "BP_MLP.MNIST")
     assert result.returncode == 2 and "Did you mean: bp_mlp.mnist" in result.stderr
+
+
+def test_robustness_is_recorded_then_verified(tiny_zoo) -> None:
+    """training.robustness records metrics.robustness; verify --robustness recomputes every figure."""
+    pytest.importorskip("foolbox")
+    from training.robustness import main as measure
+
+    assert measure([tiny_zoo.model_id, "--images", "50"]) == 0
+    block = json.loads(tiny_zoo.manifest.read_text())["weights"][0]["metrics"]["robustness"]
+    assert block["n_eval"] == 50 and block["transfer_source"] is None  # a backprop model: no transfer, no rule
+    assert set(block["top1_pgd"]) == {"white_box"}
+    ok = run("verify", tiny_zoo.model_id, "--robustness")
+    assert ok.returncode == 0 and "pgd:white_box" in ok.stdout, ok.stdout + ok.stderr
+    raw = json.loads(tiny_zoo.manifest.read_text())
+    curve = raw["weights"][0]["metrics"]["robustness"]["top1_pgd"]["white_box"]
+    curve["0.05"] = 100.0 if curve["0.05"] < 50 else 0.0
+    tiny_zoo.manifest.write_text(json.dumps(raw))
+    bad = run("verify", tiny_zoo.model_id, "--robustness")
+    assert bad.returncode == 1 and "FAIL" in bad.stdout

@@ -17,8 +17,7 @@ from training.recipes import effective_config, load_recipe
 from zoo.api import manifest
 from zoo.engine.local_phase import HebbianPhaseTrainer
 from zoo.registry import Family, ModelCfg, architectures, families, family_of, rules
-from zoo.rules.base import RuleLayer, true_gradients
-from zoo.rules.direct_feedback import set_target
+from zoo.rules.base import RuleLayer, give_labels, true_gradients
 from zoo.weights.checkpoint import load_into, save_checkpoint
 
 CASES = [(name, dataset) for name, family in families().items() for dataset in family.datasets]
@@ -80,7 +79,7 @@ def test_eval_mode_gives_the_true_input_gradient(name: str, dataset: str) -> Non
         exact = input_gradient(training=True)
     assert torch.allclose(input_gradient(training=False), exact, rtol=1e-5, atol=1e-8)
     if any(isinstance(m, RuleLayer) for m in model.modules()):
-        set_target(model, y)  # DRTP's layers need the batch's target (no-op for the other rules)
+        give_labels(model, y)  # DRTP's layers need the batch's target (no-op for the other rules)
         assert not torch.allclose(input_gradient(training=True), exact, rtol=1e-3, atol=1e-6)
 
 

@@ -16,8 +16,8 @@ from torch.nn import functional as F
 
 from zoo.evaluation.alignment import angle_degrees
 from zoo.registry import families, get_family
-from zoo.rules.base import true_gradients
-from zoo.rules.direct_feedback import DirectFeedbackConv2d, DirectFeedbackLinear, ErrorSignal, set_target
+from zoo.rules.base import give_labels, true_gradients
+from zoo.rules.direct_feedback import DirectFeedbackConv2d, DirectFeedbackLinear, ErrorSignal
 from zoo.rules.feedback_alignment import FeedbackConv2d, FeedbackLinear, sign_feedback
 from zoo.rules.target_prop import DTPNetwork, DTPTrainer, compute_targets, inverse_loss, local_forward
 from zoo.weights.checkpoint import load_into, save_checkpoint
@@ -242,7 +242,7 @@ def test_drtp_hidden_updates_use_the_target_not_the_error() -> None:
     x, y = torch.rand(6, 1, 28, 28), torch.randint(0, 10, (6,))
     t = F.one_hot(y, 10).float()
     zs, hs, logits = mlp_pieces(model, x, torch.tanh)
-    set_target(model, y)
+    give_labels(model, y)
     grads = rule_grads(model, x, y)
     e = (logits.softmax(1) - t) / len(y)
     torch.testing.assert_close(grads["head.weight"], e.t() @ hs[2])  # output layer: its true error
@@ -258,7 +258,7 @@ def test_drtp_hidden_updates_use_the_target_not_the_error() -> None:
     assert not torch.allclose(other["head.weight"], grads["head.weight"])
     for name in ["hidden.0.weight", "hidden.0.bias", "hidden.1.weight", "hidden.1.bias"]:
         assert torch.equal(other[name], grads[name])
-    set_target(model, None)
+    give_labels(model, None)
 
 
 def test_drtp_without_a_target_fails_loudly() -> None:

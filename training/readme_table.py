@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from zoo.data.catalog import DATASETS
 from zoo.registry import families, rules
 from zoo.weights.manifest import Manifest, read_manifest
 from zoo.weights.paths import REPO_ROOT, manifest_path
@@ -17,7 +18,6 @@ from zoo.weights.paths import REPO_ROOT, manifest_path
 RESULTS = ("<!-- results:start -->", "<!-- results:end -->")
 RULES = ("<!-- rules:start -->", "<!-- rules:end -->")
 FINE_TUNED_MARK = "†"
-DATASETS = (("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST"), ("cifar10", "CIFAR-10"))
 
 
 def _cell(manifest: Manifest, model_id: str) -> str:
@@ -33,10 +33,10 @@ def _cell(manifest: Manifest, model_id: str) -> str:
 def render_table(manifest: Manifest) -> str:
     """Markdown table: one row per family, top-1 (%) per dataset, parameter count and rule."""
     families = sorted({e.entrypoint: e.learning_rule for e in manifest.entries.values()}.items())
-    header = "| model | rule | " + " | ".join(name for _, name in DATASETS) + " | params |"
+    header = "| model | rule | " + " | ".join(info.title for info in DATASETS.values()) + " | params |"
     lines = [header, "|" + "---|" * (len(DATASETS) + 3)]
     for family, rule in families:
-        cells = [_cell(manifest, f"{family}.{tag}") for tag, _ in DATASETS]
+        cells = [_cell(manifest, f"{family}.{tag}") for tag in DATASETS]
         params = {e.num_params for e in manifest.entries.values()
                   if e.entrypoint == family and e.num_params is not None}
         lines.append(f"| `{family}` | {rule} | " + " | ".join(cells) + " | "

@@ -36,14 +36,10 @@ from zoo.errors import ZooError
 from zoo.evaluation.evaluate import full_metrics, top1
 from zoo.registry import Family, get_family
 from zoo.weights.checkpoint import load_into, save_checkpoint
-from zoo.weights.hub_layout import WEIGHTS_NAME
 from zoo.weights.integrity import sha256_file
-from zoo.weights.manifest import Entry, checkpoint_filename
+from zoo.weights.manifest import Entry, pending_entry, published_entry
 from zoo.weights.paths import manifest_path
 
-WEIGHTS_URL = "https://github.com/bioplausible-zoo/bioplausible-zoo/releases/download/weights-v1/"
-HF_ORG = "bioplausible-zoo"
-LICENSE = "MIT"
 ALIGNMENT_BATCH = 1000  # first test images: the fixed batch of metrics.alignment_deg
 RUNS_DIR = REPO_ROOT / "runs"
 
@@ -161,27 +157,15 @@ def initial_model(family: Family, arch: dict[str, Any], init: str | None) -> tor
     return load_into(model, resolve_file(init_entry(family, init, arch)))
 
 
-def base_entry(family: Family, dataset: str, arch: dict[str, Any], recipe: dict[str, Any]) -> dict[str, Any]:
-    """Fields shared by published and pending entries."""
-    model_id = f"{family.name}.{dataset}"
-    return {"id": model_id, "entrypoint": family.name, "dataset": dataset, "learning_rule": family.learning_rule,
-            "arch": arch, "input": {"shape": arch["in_shape"], "range": [0.0, 1.0], "dtype": "float32"},
-            "recipe": recipe, "hf": {"repo_id": f"{HF_ORG}/{model_id}", "filename": WEIGHTS_NAME,
-                                     "revision": "main"},
-            "license": LICENSE}
-
-
-def write_run_output(out_dir: Path, entry_fields: dict[str, Any], model: torch.nn.Module, family: Family,
-                     arch: dict[str, Any]) -> Entry:
+def write_run_output(out_dir: Path, family: Family, dataset: str, arch: dict[str, Any], recipe: dict[str, Any],
+                     metrics: dict[str, Any], model: torch.nn.Module) -> Entry:
     """Write the checkpoint under its content-addressed name and ``entry.json`` (its future manifest entry)."""
     staged = save_checkpoint(model, out_dir / "model.safetensors.partial", entrypoint=family.name, arch=arch)
     sha = sha256_file(staged)
-    name = checkpoint_filename(entry_fields["id"], sha)
-    os.replace(staged, out_dir / name)
-    entry = Entry.from_dict({**entry_fields, "status": "published", "file": f"weights/{name}", "sha256": sha,
-                             "size_bytes": (out_dir / name).stat().st_size,
-                             "num_params": sum(p.numel() for p in model.parameters()),
-                             "url": WEIGHTS_URL + name})
+    entry = published_entry(family.name, dataset, family.learning_rule, arch, recipe, sha256=sha,
+                            size_bytes=staged.stat().st_size, num_params=sum(p.numel() for p in model.parameters()),
+                            metrics=metrics)
+    os.replace(staged, out_dir / entry.filename)
     atomic_write(out_dir / ENTRY_JSON, lambda tmp: Path(tmp).write_text(json.dumps(entry.to_dict(), indent=2) + "\n"))
     return entry
 
@@ -223,8 +207,7 @@ def train(args: argparse.Namespace) -> Entry | None:
     recipe: dict[str, Any] = {"command": command_line(args), "config": config, "seed": fit_config.seed,
                               "epochs": fit_config.epochs}
     if args.pending:
-        entry = Entry.from_dict({**base_entry(family, args.dataset, arch, recipe), "status": "pending",
-                                 "pending_reason": args.pending})
+        entry = pending_entry(family.name, args.dataset, family.learning_rule, arch, recipe, args.pending)
         update_manifest(args.manifest or manifest_path(), entry)
         return entry
 
@@ -280,8 +263,7 @@ def train(args: argparse.Namespace) -> Entry | None:
                    "processes": collective.world, "curve": history})
     if departed:
         recipe["departures"] = departed
-    entry = write_run_output(out_dir, {**base_entry(family, args.dataset, arch, recipe), "metrics": metrics},
-                             model.cpu(), family, arch)
+    entry = write_run_output(out_dir, family, args.dataset, arch, recipe, metrics, model.cpu())
     clear_train_state(out_dir)
     print(f"{entry.id}: top-1 {metrics['top1']:.2f}% -> {out_dir / entry.filename} ({wall:.0f} s)", flush=True)
     if publishing:

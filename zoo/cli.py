@@ -66,7 +66,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 def _cmd_verify(args: argparse.Namespace) -> int:
     from zoo.api import get_entry, manifest
     from zoo.weights.resolve import raise_if_pending
-    from zoo.weights.verify import verify_entry
+    from zoo.weights.verify import verify_entry, verify_robustness
 
     if args.ids:
         entries = [get_entry(model_id) for model_id in args.ids]  # unknown ids: an error with close matches
@@ -76,7 +76,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         entries = [e for e in manifest().entries.values() if e.published]
     failures = missing = 0
     for entry in entries:
-        for check in verify_entry(entry, args.data_root):
+        checks = verify_entry(entry, args.data_root)
+        if args.robustness:
+            checks += verify_robustness(entry, args.data_root)
+        for check in checks:
             print(check, flush=True)
             missing += check.missing_data
             failures += not check.ok and not check.missing_data
@@ -157,6 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", type=Path)
     p.add_argument("--allow-missing-data", action="store_true",
                    help="succeed when a dataset is missing (its top-1 figures are reported as not checked)")
+    p.add_argument("--robustness", action="store_true",
+                   help="also recompute the attack comparison (metrics.robustness; needs the analysis extra: "
+                        "minutes per checkpoint, so name ids)")
     p.set_defaults(run=_cmd_verify)
     p = sub.add_parser("export-hf", help="write a Hugging Face Hub folder (config.json, model.safetensors, README.md)")
     p.add_argument("id")

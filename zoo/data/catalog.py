@@ -16,9 +16,12 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Static description of a dataset (shapes, per-channel statistics, class names, split sizes)."""
+    """Static description of a dataset (shapes, per-channel statistics, class names, split sizes, the name people
+    write it with, and its Hugging Face Hub dataset id for model cards)."""
 
     name: str
+    title: str
+    hf_dataset: str
     in_shape: tuple[int, int, int]
     num_classes: int
     mean: tuple[float, ...]
@@ -31,6 +34,8 @@ class DatasetInfo:
 DATASETS: dict[str, DatasetInfo] = {
     "mnist": DatasetInfo(
         name="mnist",
+        title="MNIST",
+        hf_dataset="ylecun/mnist",
         in_shape=(1, 28, 28),
         num_classes=10,
         mean=(0.1307,),
@@ -41,6 +46,8 @@ DATASETS: dict[str, DatasetInfo] = {
     ),
     "fashion_mnist": DatasetInfo(
         name="fashion_mnist",
+        title="Fashion-MNIST",
+        hf_dataset="zalando-datasets/fashion_mnist",
         in_shape=(1, 28, 28),
         num_classes=10,
         mean=(0.2860,),
@@ -54,6 +61,8 @@ DATASETS: dict[str, DatasetInfo] = {
     ),
     "cifar10": DatasetInfo(
         name="cifar10",
+        title="CIFAR-10",
+        hf_dataset="uoft-cs/cifar10",
         in_shape=(3, 32, 32),
         num_classes=10,
         mean=(0.4914, 0.4822, 0.4465),

@@ -47,6 +47,17 @@ class RuleLayer(nn.Module):
         """In training mode, with autograd recording, and outside :func:`true_gradients`."""
         return self.training and torch.is_grad_enabled() and not _TRUE_GRADIENTS.get()
 
+    def receive_labels(self, labels: Tensor | None) -> None:
+        """Keep the batch's labels for the next backward pass, for rules that learn from the labels directly
+        (DRTP); ``None`` forgets them. Other rules ignore them."""
+
+
+def give_labels(model: nn.Module, labels: Tensor | None) -> None:
+    """Hand the labels of the next batch (or ``None``) to every rule layer of ``model``."""
+    for module in model.modules():
+        if isinstance(module, RuleLayer):
+            module.receive_labels(labels)
+
 
 @dataclass(frozen=True)
 class Variant:

@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from zoo.archs.base import LayerKit
 from zoo.engine.trainer import GradientTrainer
 from zoo.evaluation.alignment import compare, gradient_alignment, gradient_rule_update
-from zoo.rules.base import Rule, RuleLayer
+from zoo.rules.base import Rule, RuleLayer, give_labels
 
 MODES = ("dfa", "drtp")
 
@@ -71,6 +71,10 @@ class _DirectFeedbackMixin(RuleLayer):
         bound = 1.0 / math.sqrt(self.num_classes)
         self.register_buffer("feedback", torch.empty(self.num_classes, in_numel).uniform_(-bound, bound))
 
+    def receive_labels(self, labels: Tensor | None) -> None:
+        """DRTP's layers project the one-hot target of ``labels`` (shared through the network's signal)."""
+        self.signal.target = None if labels is None else F.one_hot(labels, self.num_classes).to(self.weight.dtype)
+
     def _mark_forward(self) -> None:
         self.signal.output_layer = self
         self.signal.error = None
@@ -93,8 +97,8 @@ class _DirectFeedbackMixin(RuleLayer):
         else:
             target = self.signal.target
             if target is None:
-                raise RuntimeError("DRTP: no target set; call set_target(model, labels) before the forward pass "
-                                   "(DRTPTrainer does)")
+                raise RuntimeError("DRTP: no target set; call zoo.rules.base.give_labels(model, labels) before the "
+                                   "forward pass (DRTPTrainer does)")
             source = -target / target.shape[0]
         return source.to(dtype).mm(feedback.to(dtype)).reshape(input_shape)
 
@@ -193,35 +197,24 @@ class DirectFeedbackConv2d(_DirectFeedbackMixin, nn.Conv2d):
         return f"{super().extra_repr()}, in_shape={self.in_shape}, mode={self.mode}, num_classes={self.num_classes}"
 
 
-def direct_feedback_layers(model: nn.Module) -> list[_DirectFeedbackMixin]:
-    """The model's direct-feedback layers, in registration order."""
-    return [m for m in model.modules() if isinstance(m, _DirectFeedbackMixin)]
-
-
-def set_target(model: nn.Module, y: Tensor | None) -> None:
-    """Give DRTP layers the one-hot target of labels ``y`` for the next forward/backward pass (``None`` clears)."""
-    for layer in direct_feedback_layers(model):
-        layer.signal.target = None if y is None else F.one_hot(y, layer.num_classes).to(layer.weight.dtype)
-
-
 class DRTPTrainer(GradientTrainer):
     """:class:`~zoo.engine.trainer.GradientTrainer` that first hands the batch's one-hot target to the DRTP layers."""
 
     def step(self, x: Tensor, y: Tensor) -> float:
-        set_target(self.model, y)
+        give_labels(self.model, y)
         try:
             return super().step(x, y)
         finally:
-            set_target(self.model, None)
+            give_labels(self.model, None)
 
 
 def drtp_rule_update(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tensor]:
     """DRTP's update direction on a batch (its layers' weight gradients of the cross-entropy, negated)."""
-    set_target(model, y)
+    give_labels(model, y)
     try:
         return gradient_rule_update(model, x, y)
     finally:
-        set_target(model, None)
+        give_labels(model, None)
 
 
 def drtp_alignment(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:

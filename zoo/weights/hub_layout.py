@@ -13,12 +13,12 @@ from torch import nn
 from zoo.api import get_entry
 from zoo.errors import ZooError
 from zoo.weights.integrity import check_sha256
-from zoo.weights.manifest import Entry
+from zoo.weights.manifest import HF_FILENAME, Entry
 from zoo.weights.model_card import render_model_card
 from zoo.weights.resolve import hub_config_values, raise_if_pending, resolve_file
 
 CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
+WEIGHTS_NAME = HF_FILENAME
 
 
 def hub_config(entry: Entry) -> dict[str, Any]:

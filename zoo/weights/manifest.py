@@ -1,8 +1,8 @@
 """The weights manifest: one JSON file that lists every checkpoint, validated on load.
 
 A *published* entry points to a safetensors file and carries its hash, size and measured metrics.
-A *pending* entry (e.g. every CIFAR-10 checkpoint until someone with the data trains it) carries the
-recipe that will produce it, and neither file nor metrics.
+A *pending* entry (a checkpoint not trained yet) carries the recipe that will produce it, and neither file nor
+metrics. :func:`pending_entry` and :func:`published_entry` assemble entries; nothing else writes their fields.
 """
 from __future__ import annotations
 
@@ -15,11 +15,16 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
+from zoo.data.catalog import DATASETS
 from zoo.errors import ManifestError
-from zoo.evaluation.metric_grid import NOISE_SIGMAS, fgsm_epsilons
+from zoo.evaluation.metric_grid import ATTACK_MODELS, ATTACKS, NOISE_SIGMAS, attack_epsilons, fgsm_epsilons
 
 SCHEMA_VERSION = 1
-DATASET_TAGS = ("mnist", "fashion_mnist", "cifar10")
+DATASET_TAGS = tuple(DATASETS)
+WEIGHTS_URL = "https://github.com/bioplausible-zoo/bioplausible-zoo/releases/download/weights-v1/"
+HF_ORG = "bioplausible-zoo"
+HF_FILENAME = "model.safetensors"
+LICENSE = "MIT"
 STATUSES = ("published", "pending")
 
 _ID_RE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z0-9_]+$")
@@ -113,6 +118,33 @@ def checkpoint_filename(model_id: str, sha256: str) -> str:
     return f"{model_id}-{sha256[:8]}.safetensors"
 
 
+def _common_fields(entrypoint: str, dataset: str, learning_rule: str, arch: Mapping[str, Any],
+                   recipe: Mapping[str, Any]) -> dict[str, Any]:
+    model_id = f"{entrypoint}.{dataset}"
+    return {"id": model_id, "entrypoint": entrypoint, "dataset": dataset, "learning_rule": learning_rule,
+            "arch": dict(arch), "input": {"shape": list(arch["in_shape"]), "range": [0.0, 1.0], "dtype": "float32"},
+            "recipe": dict(recipe), "hf": {"repo_id": f"{HF_ORG}/{model_id}", "filename": HF_FILENAME,
+                                           "revision": "main"},
+            "license": LICENSE}
+
+
+def pending_entry(entrypoint: str, dataset: str, learning_rule: str, arch: Mapping[str, Any],
+                  recipe: Mapping[str, Any], reason: str) -> Entry:
+    """The entry of a checkpoint not trained yet: its recipe and why it is pending."""
+    return Entry.from_dict({**_common_fields(entrypoint, dataset, learning_rule, arch, recipe), "status": "pending",
+                            "pending_reason": reason})
+
+
+def published_entry(entrypoint: str, dataset: str, learning_rule: str, arch: Mapping[str, Any],
+                    recipe: Mapping[str, Any], *, sha256: str, size_bytes: int, num_params: int,
+                    metrics: Mapping[str, Any]) -> Entry:
+    """The entry of a trained checkpoint whose file (named by :func:`checkpoint_filename`) has this hash."""
+    name = checkpoint_filename(f"{entrypoint}.{dataset}", sha256)
+    return Entry.from_dict({**_common_fields(entrypoint, dataset, learning_rule, arch, recipe), "status": "published",
+                            "file": f"weights/{name}", "sha256": sha256, "size_bytes": size_bytes,
+                            "num_params": num_params, "metrics": dict(metrics), "url": WEIGHTS_URL + name})
+
+
 def _validate_published(raw: Mapping[str, Any], where: str) -> None:
     _require(raw, _PUBLISHED_FIELDS, where)
     _require(raw["recipe"], _PUBLISHED_RECIPE_FIELDS, f"{where}: recipe")
@@ -133,6 +165,29 @@ def _validate_published(raw: Mapping[str, Any], where: str) -> None:
     _check_curve(metrics["top1_noise"], NOISE_SIGMAS, where, "metrics.top1_noise")
     if "top1_fgsm" in metrics:
         _check_curve(metrics["top1_fgsm"], fgsm_epsilons(raw["dataset"]), where, "metrics.top1_fgsm")
+    if "robustness" in metrics:
+        _check_robustness(metrics["robustness"], raw["dataset"], where)
+
+
+def _check_robustness(block: Any, dataset: str, where: str) -> None:
+    """``metrics.robustness``: FGSM and PGD accuracy per attack model (white_box always) at the attack grid."""
+    name = "metrics.robustness"
+    _check(isinstance(block, Mapping), where, name, "an object", block)
+    _require(block, ("n_eval", "top1_clean", "pgd", "transfer_source", *(f"top1_{a}" for a in ATTACKS)),
+             f"{where}: {name}")
+    _check(isinstance(block["n_eval"], int) and block["n_eval"] > 0, where, f"{name}.n_eval", "a positive integer",
+           block["n_eval"])
+    _check(_is_percent(block["top1_clean"]), where, f"{name}.top1_clean", "a percentage", block["top1_clean"])
+    for attack in ATTACKS:
+        by_model = block[f"top1_{attack}"]
+        ok = isinstance(by_model, Mapping) and "white_box" in by_model and set(by_model) <= set(ATTACK_MODELS)
+        _check(ok, where, f"{name}.top1_{attack}", f"an object keyed by attack model ({list(ATTACK_MODELS)}, "
+               "white_box always)", by_model)
+        for model, curve in by_model.items():
+            _check_curve(curve, attack_epsilons(dataset), where, f"{name}.top1_{attack}.{model}")
+    has_transfer = any("transfer" in block[f"top1_{a}"] for a in ATTACKS)
+    _check(has_transfer == isinstance(block["transfer_source"], str), where, f"{name}.transfer_source",
+           "the id the transfer attack was crafted on (null without a transfer attack)", block["transfer_source"])
 
 
 def _check_curve(curve: Any, keys: tuple[str, ...], where: str, name: str) -> None:

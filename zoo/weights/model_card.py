@@ -3,12 +3,9 @@ from __future__ import annotations
 
 import json
 
+from zoo.data.catalog import DATASETS
 from zoo.registry import get_family
 from zoo.weights.manifest import Entry
-
-_HF_DATASETS = {"mnist": "ylecun/mnist", "fashion_mnist": "zalando-datasets/fashion_mnist",
-                "cifar10": "uoft-cs/cifar10"}
-_DATASET_NAMES = {"mnist": "MNIST", "fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 
 
 def _front_matter(entry: Entry) -> str:
@@ -18,7 +15,7 @@ def _front_matter(entry: Entry) -> str:
         "library_name: bioplausible-zoo",
         f"license: {entry.license.lower()}",
         "datasets:",
-        f"- {_HF_DATASETS[entry.dataset]}",
+        f"- {DATASETS[entry.dataset].hf_dataset}",
         "tags:",
         "- image-classification",
         "- biologically-plausible-learning",
@@ -30,8 +27,8 @@ def _front_matter(entry: Entry) -> str:
         "  - task:",
         "      type: image-classification",
         "    dataset:",
-        f"      name: {_DATASET_NAMES[entry.dataset]}",
-        f"      type: {_HF_DATASETS[entry.dataset]}",
+        f"      name: {DATASETS[entry.dataset].title}",
+        f"      type: {DATASETS[entry.dataset].hf_dataset}",
         "      split: test",
         "    metrics:",
         "    - type: accuracy",
@@ -56,7 +53,7 @@ def render_model_card(entry: Entry) -> str:
 {family.summary}
 
 - **Learning rule:** `{entry.learning_rule}`{f" ({family.paper})" if family.paper else ""}
-- **Dataset:** {_DATASET_NAMES[entry.dataset]} (input float `[N, {shape}]` in [0, 1];
+- **Dataset:** {DATASETS[entry.dataset].title} (input float `[N, {shape}]` in [0, 1];
   the model normalises internally)
 - **Parameters:** {entry.num_params:,} — checkpoint {entry.size_bytes:,} bytes, sha256 `{entry.sha256}`
 

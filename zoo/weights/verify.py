@@ -12,6 +12,7 @@ from zoo.weights.manifest import Entry
 from zoo.weights.resolve import resolve_file
 
 TOP1_TOLERANCE = 0.05  # percentage points
+ROBUSTNESS_TOLERANCE = 0.5  # percentage points of the attack figures (5 of 1000 images: thread-count rounding)
 
 
 @dataclass(frozen=True)
@@ -53,4 +54,28 @@ def verify_entry(entry: Entry, data_root: Path | None = None) -> list[Check]:
     expected = entry.metrics["top1"]
     checks.append(Check(entry.id, "top1", expected, accuracy,
                         len(labels) == entry.metrics["n_eval"] and abs(accuracy - expected) <= TOP1_TOLERANCE))
+    return checks
+
+
+def verify_robustness(entry: Entry, data_root: Path | None = None) -> list[Check]:
+    """Recompute ``metrics.robustness`` (the attack comparison; needs the ``analysis`` extra) and compare every
+    figure with the manifest's."""
+    from zoo.evaluation.attacks import measure_checkpoint
+
+    recorded = entry.metrics.get("robustness")
+    if recorded is None:
+        return [Check(entry.id, "robustness", None, "not recorded", True)]
+    try:
+        images, labels = load_split(entry.dataset, "test", data_root)
+    except DatasetNotFoundError as exc:
+        return [Check(entry.id, "robustness", "recorded", f"not checked: {str(exc).splitlines()[0]}", False,
+                      missing_data=True)]
+    again = measure_checkpoint(entry.id, images, labels, n_images=recorded["n_eval"])
+    checks = []
+    for key in sorted(k for k in recorded if k.startswith("top1_") and isinstance(recorded[k], dict)):
+        for attack_model, curve in recorded[key].items():
+            got = again.get(key, {}).get(attack_model, {})
+            worst = max((abs(got[eps] - value) for eps, value in curve.items() if eps in got), default=float("inf"))
+            ok = set(got) == set(curve) and worst <= ROBUSTNESS_TOLERANCE
+            checks.append(Check(entry.id, f"{key[5:]}:{attack_model}", curve, got, ok))
     return checks

@@ -1,0 +1,120 @@
+"""The attack comparison: white-box, rule-gradient and transfer attacks (foolbox), checked against hand
+computations on tiny nets, and its manifest record."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from zoo.errors import ManifestError
+from zoo.evaluation.attacks import adversarial_images, has_rule_gradient, robust_top1, robustness_metrics
+from zoo.registry import get_family
+from zoo.weights.manifest import Entry
+
+pytest.importorskip("foolbox", reason="the analysis extra (foolbox) is in requirements-dev")
+
+
+def tiny(name: str, **arch: object) -> nn.Module:
+    torch.manual_seed(3)
+    family = get_family(name)
+    return family.build_model(family.arch_for(in_shape=(1, 2, 2), num_classes=3, hidden=[5], **arch)).eval()
+
+
+def batch() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(4)
+    return torch.rand(6, 1, 2, 2, generator=generator), torch.tensor([0, 1, 2, 0, 1, 2])
+
+
+def test_rule_gradient_fgsm_follows_the_feedback_matrices() -> None:
+    """FGSM on a tiny FA net through the rule's gradient: the error goes down through B, not W^T (by hand)."""
+    model = tiny("fa_mlp")
+    x, y = batch()
+    eps = 0.1
+    (rule_adv,) = adversarial_images(model, x, y, [eps], "fgsm", "rule_gradient")
+    (true_adv,) = adversarial_images(model, x, y, [eps], "fgsm", "white_box")
+    hidden, head = model.hidden[0], model.head
+    with torch.no_grad():
+        v = ((x - 0.5) / 0.5).flatten(1)  # ImageInput with mean 0.5, std 0.5
+        a = v @ hidden.weight.T + hidden.bias
+        z = torch.relu(a) @ head.weight.T + head.bias
+        dz = torch.softmax(z, 1) - nn.functional.one_hot(y, 3)  # d(sum of cross-entropies)/dz
+        by_rule = ((dz @ head.feedback) * (a > 0)) @ hidden.feedback / 0.5
+        by_backprop = ((dz @ head.weight) * (a > 0)) @ hidden.weight / 0.5
+    assert torch.allclose(rule_adv, (x + eps * by_rule.sign().view_as(x)).clamp(0, 1), atol=1e-6)
+    assert torch.allclose(true_adv, (x + eps * by_backprop.sign().view_as(x)).clamp(0, 1), atol=1e-6)
+    assert not torch.equal(rule_adv, true_adv)
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd"])
+def test_with_b_equal_to_w_rule_gradient_and_white_box_attacks_agree(attack: str) -> None:
+    model = tiny("fa_mlp")
+    for layer in (*model.hidden, model.head):
+        layer.feedback.copy_(layer.weight.detach())
+    x, y = batch()
+    torch.manual_seed(5)
+    rule = adversarial_images(model, x, y, [0.05, 0.2], attack, "rule_gradient")
+    torch.manual_seed(5)
+    white = adversarial_images(model, x, y, [0.05, 0.2], attack, "white_box")
+    for a, b in zip(rule, white):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.equal(rule[1], x)
+
+
+def test_drtp_rule_gradient_is_the_projected_target() -> None:
+    model = tiny("drtp_mlp")
+    x, y = batch()
+    (adv,) = adversarial_images(model, x, y, [0.1], "fgsm", "rule_gradient")
+    target = nn.functional.one_hot(y, 3).float()
+    first = model.hidden[0]
+    expected = (x + 0.1 * ((-target / len(y)) @ first.feedback / 0.5).sign().view_as(x)).clamp(0, 1)
+    assert torch.allclose(adv, expected, atol=1e-6)  # whatever the image: the rule's signal ignores it
+
+
+def test_rule_gradient_needs_rule_layers_and_modes_are_restored() -> None:
+    bp = tiny("bp_mlp").train()
+    assert not has_rule_gradient(bp) and has_rule_gradient(tiny("usf_mlp"))
+    x, y = batch()
+    with pytest.raises(ValueError, match="no rule layers"):
+        adversarial_images(bp, x, y, [0.1], "fgsm", "rule_gradient")
+    assert all(m.training for m in bp.modules())
+    with pytest.raises(ValueError, match="unknown attack 'cw'"):
+        adversarial_images(bp, x, y, [0.1], "cw", "white_box")
+
+
+def test_transfer_uses_the_source_and_robustness_block_is_valid() -> None:
+    torch.manual_seed(6)
+    family = get_family("fa_mlp")
+    model = family.build_model(family.arch_for("mnist", hidden=[16]))
+    source = get_family("bp_mlp").build_model(get_family("bp_mlp").arch_for("mnist", hidden=[16]))
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    labels = torch.arange(40) % 10
+    block = robustness_metrics(model, images, labels, "mnist", source=source, source_id="bp_mlp.mnist",
+                               n_images=30)
+    assert block["n_eval"] == 30 and set(block["top1_pgd"]) == {"white_box", "rule_gradient", "transfer"}
+    assert set(block["top1_fgsm"]["transfer"]) == {"0.05", "0.1", "0.2", "0.3"}
+    assert block["top1_pgd"]["white_box"]["0.3"] <= block["top1_clean"]
+    direct = robust_top1(model, images[:30], labels[:30], ("0.3",), attack="pgd", attack_model="transfer",
+                         source=source)
+    assert direct == {"0.3": block["top1_pgd"]["transfer"]["0.3"]}  # seeded: the same figures again
+
+    raw = manifest_entry({"robustness": block})
+    assert Entry.from_dict(raw).metrics["robustness"] == block
+    broken = {**block, "top1_pgd": {"rule_gradient": block["top1_pgd"]["rule_gradient"]}}
+    with pytest.raises(ManifestError, match="white_box always"):
+        Entry.from_dict(manifest_entry({"robustness": broken}))
+    with pytest.raises(ManifestError, match="transfer_source"):
+        Entry.from_dict(manifest_entry({"robustness": {**block, "transfer_source": None}}))
+
+
+def manifest_entry(extra_metrics: dict[str, object]) -> dict[str, object]:
+    sha = "0" * 64
+    return {"id": "fa_mlp.mnist", "entrypoint": "fa_mlp", "dataset": "mnist", "learning_rule": "feedback_alignment",
+            "status": "published", "arch": get_family("fa_mlp").arch_for("mnist"),
+            "input": {"shape": [1, 28, 28], "range": [0.0, 1.0], "dtype": "float32"},
+            "recipe": {"command": "python -m training.train fa_mlp --dataset mnist", "config": {}, "seed": 0,
+                       "epochs": 1, "wall_time_s": 1.0, "hardware": "test", "torch_version": "x", "git_commit": "x"},
+            "hf": {"repo_id": "o/r", "filename": "model.safetensors", "revision": "main"}, "license": "MIT",
+            "file": f"weights/fa_mlp.mnist-{sha[:8]}.safetensors", "sha256": sha, "size_bytes": 1, "num_params": 1,
+            "metrics": {"top1": 90.0, "n_eval": 10, "top1_noise": {"0.1": 1.0, "0.2": 1.0, "0.3": 1.0},
+                        **extra_metrics},
+            "url": "https://example.org/x"}

@@ -1,0 +1,61 @@
+"""Measure the attack comparison of published checkpoints and record it as their ``metrics.robustness``.
+
+    python -m training.robustness                      # every published checkpoint that lacks it
+    python -m training.robustness fa_mlp.mnist --force # these ids, measured again
+
+FGSM and PGD at the dataset's ε grid, white-box, through the rule's own gradient (where the model has rule layers)
+and transferred from the backprop model of the same architecture (:mod:`zoo.evaluation.attacks`), on the first
+1,000 test images. Each entry is written to the manifest as soon as it is measured (atomically, under the
+manifest's lock), so an interrupted run keeps what it finished. Needs the ``analysis`` extra (foolbox).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+from training.publish import update_manifest
+from zoo.data import load_split
+from zoo.evaluation.attacks import ATTACK_IMAGES, measure_checkpoint
+from zoo.weights.manifest import Entry, read_manifest
+from zoo.weights.paths import manifest_path
+
+
+def to_measure(manifest_file: Path, ids: Sequence[str], force: bool) -> list[str]:
+    """The ids to measure: ``ids`` (each must be published), else every published entry without the figures;
+    backprop models first, since they are the transfer sources of the others."""
+    entries = read_manifest(manifest_file).entries
+    unknown = [i for i in ids if i not in entries or not entries[i].published]
+    if unknown:
+        raise ValueError(f"not published checkpoints: {unknown}")
+    chosen = list(ids) or [i for i, e in entries.items() if e.published]
+    chosen = [i for i in chosen if force or ids or "robustness" not in entries[i].metrics]
+    return sorted(chosen, key=lambda i: (not i.startswith("bp_"), i))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.robustness", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ids", nargs="*", help="checkpoint ids (default: every published one lacking the figures)")
+    parser.add_argument("--force", action="store_true", help="measure again where figures exist")
+    parser.add_argument("--images", type=int, default=ATTACK_IMAGES, help="first N test images (default 1000)")
+    parser.add_argument("--data-root", type=Path)
+    args = parser.parse_args(argv)
+    manifest_file = manifest_path()  # $ZOO_MANIFEST points elsewhere; the models load from the same manifest
+    for model_id in to_measure(manifest_file, args.ids, args.force):
+        start = time.perf_counter()
+        entry = read_manifest(manifest_file).entries[model_id]
+        images, labels = load_split(entry.dataset, "test", args.data_root)
+        block = measure_checkpoint(model_id, images, labels, n_images=args.images)
+        current = read_manifest(manifest_file).entries[model_id]  # re-read: others may have written meanwhile
+        update_manifest(manifest_file, Entry.from_dict({**current.to_dict(),
+                                                        "metrics": {**current.metrics, "robustness": block}}))
+        pgd = block["top1_pgd"]
+        print(f"{model_id}: PGD top-1 by attack model {pgd} ({time.perf_counter() - start:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""Adversarial accuracy under three attack models, with foolbox's FGSM and L∞ PGD (the ``analysis`` extra).
+
+Which gradient an attacker follows decides what a robustness figure means for a rule that does not backpropagate:
+
+``white_box``      the true input gradient of the trained network (every rule layer is a plain layer in eval
+                   mode): what an attacker holding the weights does;
+``rule_gradient``  the input "gradient" the learning rule itself propagates: the model's rule layers run their own
+                   backward pass (``B`` instead of ``W^T`` for feedback alignment, ``sign(W)`` for sign symmetry,
+                   the projected output error for DFA, the projected target for DRTP), as published robustness
+                   studies of feedback alignment computed it. Defined for models with rule layers only;
+``transfer``       adversarial images crafted white-box on the backprop model of the same architecture and dataset,
+                   then shown to the model: the control that tells gradient masking from real robustness.
+
+PGD: ``PGD_STEPS`` steps of ``2.5 * eps / PGD_STEPS`` from a uniform random start, one restart (Madry et al.'s
+step rule); FGSM: one step of size ``eps``. All images stay in [0, 1]. Runs are seeded (``ATTACK_SEED``).
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor, nn
+
+from zoo.engine.devices import model_device
+from zoo.evaluation.metric_grid import ATTACK_MODELS, ATTACKS, attack_epsilons, perturbation_size
+from zoo.rules.base import RuleLayer, give_labels
+
+PGD_STEPS = 20
+PGD_REL_STEPSIZE = 2.5 / PGD_STEPS
+ATTACK_SEED = 0
+ATTACK_BATCH = 500
+ATTACK_IMAGES = 1000  # the first test images; PGD on all 10,000 would cost 10x for the same comparison
+
+
+def _foolbox() -> Any:
+    try:
+        import foolbox
+    except ImportError:
+        raise ImportError("adversarial attacks need foolbox: pip install 'bioplausible-zoo[analysis]' "
+                          "(or pip install foolbox==3.3.4)") from None
+    return foolbox
+
+
+def has_rule_gradient(model: nn.Module) -> bool:
+    """Whether the model has layers whose backward pass is its rule's own (so ``rule_gradient`` is defined)."""
+    return any(isinstance(m, RuleLayer) for m in model.modules())
+
+
+@contextlib.contextmanager
+def input_gradient_of(model: nn.Module, attack_model: str) -> Iterator[None]:
+    """Inside this block, autograd's input gradient of ``model`` is the true one (``white_box``) or the rule's
+    (``rule_gradient``: rule layers in training mode, every other module, e.g. dropout, in eval mode)."""
+    if attack_model not in ("white_box", "rule_gradient"):
+        raise ValueError(f"a gradient comes from 'white_box' or 'rule_gradient', not {attack_model!r}")
+    if attack_model == "rule_gradient" and not has_rule_gradient(model):
+        raise ValueError(f"{type(model).__name__} has no rule layers: its rule propagates no input gradient")
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    if attack_model == "rule_gradient":
+        for module in model.modules():
+            if isinstance(module, RuleLayer):
+                module.training = True
+    try:
+        yield
+    finally:
+        for module, training in modes.items():
+            module.training = training
+
+
+def adversarial_images(model: nn.Module, x: Tensor, y: Tensor, epsilons: list[float], attack: str,
+                       attack_model: str = "white_box") -> list[Tensor]:
+    """One batch of adversarial images per ε, crafted on ``model`` with ``attack`` (``fgsm`` | ``pgd``) following
+    the gradient of ``attack_model`` (``white_box`` | ``rule_gradient``)."""
+    fb = _foolbox()
+    if attack == "fgsm":
+        method = fb.attacks.LinfFastGradientAttack(random_start=False)
+    elif attack == "pgd":
+        method = fb.attacks.LinfProjectedGradientDescentAttack(rel_stepsize=PGD_REL_STEPSIZE, steps=PGD_STEPS,
+                                                               random_start=True)
+    else:
+        raise ValueError(f"unknown attack {attack!r}; accepted: {ATTACKS}")
+    with input_gradient_of(model, attack_model):
+        give_labels(model, y)  # DRTP's rule gradient is its projected target
+        try:
+            _, clipped, _ = method(fb.PyTorchModel(model, bounds=(0.0, 1.0)), x, y, epsilons=epsilons)
+        finally:
+            give_labels(model, None)
+    return [adv.detach() for adv in clipped]
+
+
+def _correct(model: nn.Module, x: Tensor, y: Tensor) -> int:
+    with torch.no_grad():
+        return int((model(x).argmax(1) == y).sum())
+
+
+def robust_top1(model: nn.Module, images: Tensor, labels: Tensor, epsilon_keys: tuple[str, ...], *, attack: str,
+                attack_model: str, source: nn.Module | None = None,
+                batch_size: int = ATTACK_BATCH) -> dict[str, float]:
+    """Top-1 (%) of ``model`` on adversarial versions of uint8 ``images``, per ε key. ``transfer`` crafts them
+    white-box on ``source`` (the backprop model of the same architecture)."""
+    if attack_model not in ATTACK_MODELS:
+        raise ValueError(f"unknown attack model {attack_model!r}; accepted: {ATTACK_MODELS}")
+    if attack_model == "transfer" and source is None:
+        raise ValueError("a transfer attack needs the source model it is crafted on")
+    crafted_on, gradient = (source, "white_box") if attack_model == "transfer" else (model, attack_model)
+    assert crafted_on is not None
+    device = model_device(model)
+    model.eval()
+    torch.manual_seed(ATTACK_SEED)
+    epsilons = [perturbation_size(k) for k in epsilon_keys]
+    correct = dict.fromkeys(epsilon_keys, 0)
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size].to(device, torch.float32).div_(255.0)
+        y = labels[start:start + batch_size].to(device)
+        for key, adv in zip(epsilon_keys, adversarial_images(crafted_on, x, y, epsilons, attack, gradient)):
+            correct[key] += _correct(model, adv, y)
+    return {k: round(100.0 * c / len(labels), 2) for k, c in correct.items()}
+
+
+def robustness_metrics(model: nn.Module, images: Tensor, labels: Tensor, dataset: str, *,
+                       source: nn.Module | None = None, source_id: str | None = None,
+                       n_images: int = ATTACK_IMAGES) -> dict[str, Any]:
+    """The manifest's ``metrics.robustness``: FGSM and PGD accuracy at the dataset's ε grid under each attack model
+    that applies (``rule_gradient`` where the model has rule layers, ``transfer`` where a ``source`` is given), on
+    the first ``n_images`` test images, with what was run."""
+    images, labels = images[:n_images], labels[:n_images]
+    keys = attack_epsilons(dataset)
+    models = ["white_box"] + (["rule_gradient"] if has_rule_gradient(model) else [])
+    models += ["transfer"] if source is not None else []
+    out: dict[str, Any] = {
+        "n_eval": int(len(labels)),
+        "top1_clean": round(100.0 * _correct(model.eval(), images.to(torch.float32).div(255.0), labels)
+                            / len(labels), 2),
+        "pgd": {"steps": PGD_STEPS, "step_size": "2.5 * eps / steps", "random_start": True, "restarts": 1},
+        "transfer_source": source_id,
+    }
+    for attack in ATTACKS:
+        out[f"top1_{attack}"] = {m: robust_top1(model, images, labels, keys, attack=attack, attack_model=m,
+                                                source=source) for m in models}
+    return out
+
+
+def transfer_source_id(model_id: str) -> str | None:
+    """The checkpoint a transfer attack on ``model_id`` is crafted on: the backprop model of the same architecture
+    and dataset (``bp_mlp`` for networks of a rule's own, which take the same flattened images), if published and
+    not ``model_id`` itself."""
+    from zoo.api import manifest
+    from zoo.registry import get_family
+
+    entry = manifest().entries[model_id]
+    source = f"bp_{get_family(entry.entrypoint).architecture or 'mlp'}.{entry.dataset}"
+    candidate = manifest().entries.get(source)
+    return source if source != model_id and candidate is not None and candidate.published else None
+
+
+def measure_checkpoint(model_id: str, images: Tensor, labels: Tensor, *, n_images: int = ATTACK_IMAGES,
+                       source: str = "auto") -> dict[str, Any]:
+    """:func:`robustness_metrics` of a published checkpoint on its test split (``images``, ``labels``), with its
+    transfer source loaded from the zoo."""
+    from zoo.api import get_entry, load
+
+    entry = get_entry(model_id)
+    source_id = transfer_source_id(model_id)
+    source_model = load(source_id, source=source) if source_id else None
+    return robustness_metrics(load(model_id, source=source), images, labels, entry.dataset, source=source_model,
+                              source_id=source_id, n_images=n_images)
