@@ -118,3 +118,19 @@ def manifest_entry(extra_metrics: dict[str, object]) -> dict[str, object]:
             "metrics": {"top1": 90.0, "n_eval": 10, "top1_noise": {"0.1": 1.0, "0.2": 1.0, "0.3": 1.0},
                         **extra_metrics},
             "url": "https://example.org/x"}
+
+
+def test_attack_plot_draws_recorded_figures_and_names_the_missing(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    from zoo.evaluation.attack_plots import save_attack_plot
+
+    curve = {"0.05": 90.0, "0.1": 50.0, "0.2": 10.0, "0.3": 1.0}
+    block = {"n_eval": 10, "top1_clean": 99.0, "pgd": {"steps": 20}, "transfer_source": "bp_mlp.mnist",
+             "top1_fgsm": {"white_box": curve, "transfer": curve}, "top1_pgd": {"white_box": curve,
+                                                                                  "rule_gradient": curve}}
+    entry = Entry.from_dict(manifest_entry({"robustness": block}))
+    path = save_attack_plot([entry], tmp_path / "a.png", "pgd", title="fa on MNIST")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bare = Entry.from_dict(manifest_entry({}))
+    with pytest.raises(ValueError, match="python -m training.robustness fa_mlp.mnist"):
+        save_attack_plot([bare], tmp_path / "b.png")

@@ -1,5 +1,5 @@
 """Command line: ``python -m zoo list | info ID | download ID | eval ID | verify | export-hf ID DIR | push ID
-| show-filters ID``."""
+| show-filters ID | curves ID... | attacks ID...``."""
 from __future__ import annotations
 
 import argparse
@@ -129,6 +129,14 @@ def _cmd_curves(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_attacks(args: argparse.Namespace) -> int:
+    from zoo.api import get_entry
+    from zoo.evaluation.attack_plots import save_attack_plot
+
+    print(save_attack_plot([get_entry(i) for i in args.ids], args.out, args.attack))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m zoo`` argument parser."""
     from zoo.weights.resolve import SOURCES
@@ -186,6 +194,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="+")
     p.add_argument("--out", type=Path, default=Path("curves.png"), help="image file (default: curves.png)")
     p.set_defaults(run=_cmd_curves)
+    p = sub.add_parser("attacks", help="plot the recorded attack comparison: white-box, rule gradient, transfer "
+                                       "(needs matplotlib)")
+    p.add_argument("ids", nargs="+")
+    p.add_argument("--attack", choices=("pgd", "fgsm"), default="pgd")
+    p.add_argument("--out", type=Path, default=Path("attacks.png"), help="image file (default: attacks.png)")
+    p.set_defaults(run=_cmd_attacks)
     return parser
 
 
