@@ -106,31 +106,45 @@ def test_transfer_uses_the_source_and_robustness_block_is_valid() -> None:
         Entry.from_dict(manifest_entry({"robustness": {**block, "transfer_source": None}}))
 
 
-def manifest_entry(extra_metrics: dict[str, object]) -> dict[str, object]:
+def manifest_entry(extra_metrics: dict[str, object], model_id: str = "fa_mlp.mnist") -> dict[str, object]:
     sha = "0" * 64
-    return {"id": "fa_mlp.mnist", "entrypoint": "fa_mlp", "dataset": "mnist", "learning_rule": "feedback_alignment",
-            "status": "published", "arch": get_family("fa_mlp").arch_for("mnist"),
+    family, dataset = model_id.split(".")
+    return {"id": model_id, "entrypoint": family, "dataset": dataset,
+            "learning_rule": get_family(family).learning_rule, "status": "published",
+            "arch": get_family(family).arch_for(dataset),
             "input": {"shape": [1, 28, 28], "range": [0.0, 1.0], "dtype": "float32"},
-            "recipe": {"command": "python -m training.train fa_mlp --dataset mnist", "config": {}, "seed": 0,
+            "recipe": {"command": f"python -m training.train {family} --dataset {dataset}", "config": {}, "seed": 0,
                        "epochs": 1, "wall_time_s": 1.0, "hardware": "test", "torch_version": "x", "git_commit": "x"},
             "hf": {"repo_id": "o/r", "filename": "model.safetensors", "revision": "main"}, "license": "MIT",
-            "file": f"weights/fa_mlp.mnist-{sha[:8]}.safetensors", "sha256": sha, "size_bytes": 1, "num_params": 1,
+            "file": f"weights/{model_id}-{sha[:8]}.safetensors", "sha256": sha, "size_bytes": 1, "num_params": 1,
             "metrics": {"top1": 90.0, "n_eval": 10, "top1_noise": {"0.1": 1.0, "0.2": 1.0, "0.3": 1.0},
                         **extra_metrics},
             "url": "https://example.org/x"}
 
 
-def test_attack_plot_draws_recorded_figures_and_names_the_missing(tmp_path) -> None:
+def test_robustness_curves_are_the_recorded_figures_drawn_and_written(tmp_path) -> None:
     pytest.importorskip("matplotlib")
-    from zoo.evaluation.attack_plots import save_attack_plot
+    import json
+
+    from zoo.evaluation.robustness_plots import attack_curves, write_robustness_curves
 
     curve = {"0.05": 90.0, "0.1": 50.0, "0.2": 10.0, "0.3": 1.0}
     block = {"n_eval": 10, "top1_clean": 99.0, "pgd": {"steps": 20}, "transfer_source": "bp_mlp.mnist",
              "top1_fgsm": {"white_box": curve, "transfer": curve}, "top1_pgd": {"white_box": curve,
                                                                                   "rule_gradient": curve}}
-    entry = Entry.from_dict(manifest_entry({"robustness": block}))
-    path = save_attack_plot([entry], tmp_path / "a.png", "pgd", title="fa on MNIST")
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    bare = Entry.from_dict(manifest_entry({}))
-    with pytest.raises(ValueError, match="python -m training.robustness fa_mlp.mnist"):
-        save_attack_plot([bare], tmp_path / "b.png")
+    measured = Entry.from_dict(manifest_entry({"robustness": block, "top1_fgsm": {"0.05": 70.0, "0.1": 40.0}}))
+    bare = Entry.from_dict(manifest_entry({}, "bp_mlp.mnist"))
+    paths = write_robustness_curves([measured, bare], tmp_path / "out")
+    assert sorted(p.name for p in paths) == ["fgsm.png", "noise.png", "pgd.png", "robustness.json"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths if p.suffix == ".png")
+    record = json.loads((tmp_path / "out" / "robustness.json").read_text())["checkpoints"]
+    rule_pgd = record["fa_mlp.mnist"]["attack_comparison"]["pgd"]["rule_gradient"]
+    assert rule_pgd == [[0.0, 99.0], [0.05, 90.0], [0.1, 50.0], [0.2, 10.0], [0.3, 1.0]]
+    assert record["fa_mlp.mnist"]["fgsm"] == [[0.0, 90.0], [0.05, 70.0], [0.1, 40.0]]  # whole test split
+    assert record["bp_mlp.mnist"]["noise"] == [[0.0, 90.0], [0.1, 1.0], [0.2, 1.0], [0.3, 1.0]]
+    assert "attack_comparison" not in record["bp_mlp.mnist"]
+    with pytest.raises(ValueError, match="python -m training.robustness bp_mlp.mnist"):
+        attack_curves(bare, "pgd")
+    other = Entry.from_dict(manifest_entry({}, "fa_mlp.fashion_mnist"))
+    with pytest.raises(ValueError, match="one dataset"):
+        write_robustness_curves([measured, other], tmp_path / "mixed")

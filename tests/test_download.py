@@ -227,10 +227,9 @@ def test_unreachable_host_fails_fast(tmp_path):
 
 
 _CHILD = r"""
-import sys, time, types
+import sys, time
 from pathlib import Path
-# Import zoo.weights.download without running zoo/__init__ (which pulls in torch: seconds per child).
-pkg = types.ModuleType("zoo"); pkg.__path__ = [str(Path(sys.argv[1]) / "zoo")]; sys.modules["zoo"] = pkg
+sys.path.insert(0, sys.argv[1])
 from zoo.weights.download import download_file
 url, dest, sha, ready, go = sys.argv[2], Path(sys.argv[3]), sys.argv[4] or None, Path(sys.argv[5]), Path(sys.argv[6])
 ready.touch()

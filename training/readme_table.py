@@ -1,5 +1,5 @@
-"""Regenerate README.md's generated tables (``python -m training.readme_table``): the results table from the
-weights manifest and the learning-rule table from the registry.
+"""Regenerate README.md's generated tables (``python -m training.readme_table``): the results table and the attack
+comparison from the weights manifest, and the learning-rule table from the registry.
 
 ``--check`` exits non-zero if README.md is out of date instead of rewriting it.
 """
@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from training.report import attack_table
 from zoo.data.catalog import DATASETS
 from zoo.registry import families, rules
 from zoo.weights.manifest import Manifest, read_manifest
@@ -17,6 +18,8 @@ from zoo.weights.paths import REPO_ROOT, manifest_path
 
 RESULTS = ("<!-- results:start -->", "<!-- results:end -->")
 RULES = ("<!-- rules:start -->", "<!-- rules:end -->")
+ATTACKS = ("<!-- attacks:start -->", "<!-- attacks:end -->")
+ATTACK_DATASETS = ("mnist", "cifar10")
 FINE_TUNED_MARK = "†"
 
 
@@ -60,6 +63,17 @@ def render_rules() -> str:
     return "\n".join(lines)
 
 
+def render_attacks(manifest: Manifest) -> str:
+    """The PGD attack comparison of the report (:func:`training.report.attack_table`) for MNIST and CIFAR-10."""
+    tables = []
+    for dataset in ATTACK_DATASETS:
+        entries = sorted((e for e in manifest.entries.values()
+                          if e.dataset == dataset and e.published and "robustness" in e.metrics), key=lambda e: e.id)
+        if entries:
+            tables.append(f"**{DATASETS[dataset].title}.** " + attack_table(dataset, entries))
+    return "\n\n".join(tables)
+
+
 def updated_readme(text: str, table: str, markers: tuple[str, str] = RESULTS) -> str:
     """README text with the table between the markers replaced."""
     start, end = markers
@@ -78,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = readme.read_text()
     new = updated_readme(text, render_table(read_manifest(manifest_path())))
     new = updated_readme(new, render_rules(), RULES)
+    new = updated_readme(new, render_attacks(read_manifest(manifest_path())), ATTACKS)
     if args.check:
         if new != text:
             print("README.md's generated tables are out of date: run `python -m training.readme_table`",

@@ -1,5 +1,5 @@
 """Command line: ``python -m zoo list | info ID | download ID | eval ID | verify | export-hf ID DIR | push ID
-| show-filters ID | curves ID... | attacks ID...``."""
+| show-filters ID | curves ID... | robustness ID... | explain ID... | compare ID...``."""
 from __future__ import annotations
 
 import argparse
@@ -129,11 +129,28 @@ def _cmd_curves(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_attacks(args: argparse.Namespace) -> int:
+def _cmd_robustness(args: argparse.Namespace) -> int:
     from zoo.api import get_entry
-    from zoo.evaluation.attack_plots import save_attack_plot
+    from zoo.evaluation.robustness_plots import write_robustness_curves
 
-    print(save_attack_plot([get_entry(i) for i in args.ids], args.out, args.attack))
+    for path in write_robustness_curves([get_entry(i) for i in args.ids], args.out):
+        print(path)
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from zoo.evaluation.attributions import explain_models
+
+    for path in explain_models(args.ids, args.out, args.method, args.images, args.data_root).values():
+        print(path)
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from zoo.evaluation.representations import compare_checkpoints
+
+    for path in compare_checkpoints(args.ids, args.out, args.layer, args.images, args.data_root).values():
+        print(path)
     return 0
 
 
@@ -194,12 +211,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="+")
     p.add_argument("--out", type=Path, default=Path("curves.png"), help="image file (default: curves.png)")
     p.set_defaults(run=_cmd_curves)
-    p = sub.add_parser("attacks", help="plot the recorded attack comparison: white-box, rule gradient, transfer "
-                                       "(needs matplotlib)")
+    p = sub.add_parser("robustness", help="accuracy vs noise σ and attack ε of checkpoints of one dataset, from "
+                                          "the manifest: JSON + PNG (needs matplotlib)")
     p.add_argument("ids", nargs="+")
-    p.add_argument("--attack", choices=("pgd", "fgsm"), default="pgd")
-    p.add_argument("--out", type=Path, default=Path("attacks.png"), help="image file (default: attacks.png)")
-    p.set_defaults(run=_cmd_attacks)
+    p.add_argument("--out", type=Path, default=Path("robustness"), help="folder (default: robustness)")
+    p.set_defaults(run=_cmd_robustness)
+    p = sub.add_parser("explain", help="attribution maps (captum) of checkpoints of one dataset on the same test "
+                                       "images: JSON + safetensors + PNG (needs the analysis extra)")
+    p.add_argument("ids", nargs="+")
+    p.add_argument("--out", type=Path, required=True, help="folder for attributions.{json,safetensors,png}")
+    p.add_argument("--method", choices=("saliency", "integrated_gradients"), default="saliency")
+    p.add_argument("--images", type=int, default=8, help="the first N test images (default: 8)")
+    p.add_argument("--data-root", type=Path)
+    p.set_defaults(run=_cmd_explain)
+    p = sub.add_parser("compare", help="representations of checkpoints of one dataset and an untrained model of "
+                                       "each architecture on the same test images: per-layer RDMs, linear CKA, "
+                                       "t-SNE; JSON + PNG (needs the analysis extra)")
+    p.add_argument("ids", nargs="+")
+    p.add_argument("--out", type=Path, default=Path("compare"), help="folder (default: compare)")
+    p.add_argument("--layer", help="the t-SNE layer, a model.named_modules() name or 'output' (default: each "
+                                   "model's last hidden layer)")
+    p.add_argument("--images", type=int, default=500, help="the first N test images (default: 500)")
+    p.add_argument("--data-root", type=Path)
+    p.set_defaults(run=_cmd_compare)
     return parser
 
 

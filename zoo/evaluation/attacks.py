@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 
 from zoo.engine.devices import model_device
+from zoo.evaluation.extras import optional_import
 from zoo.evaluation.metric_grid import ATTACK_MODELS, ATTACKS, attack_epsilons, perturbation_size
 from zoo.rules.base import RuleLayer, give_labels
 
@@ -31,15 +32,6 @@ PGD_REL_STEPSIZE = 2.5 / PGD_STEPS
 ATTACK_SEED = 0
 ATTACK_BATCH = 500
 ATTACK_IMAGES = 1000  # the first test images; PGD on all 10,000 would cost 10x for the same comparison
-
-
-def _foolbox() -> Any:
-    try:
-        import foolbox
-    except ImportError:
-        raise ImportError("adversarial attacks need foolbox: pip install 'bioplausible-zoo[analysis]' "
-                          "(or pip install foolbox==3.3.4)") from None
-    return foolbox
 
 
 def has_rule_gradient(model: nn.Module) -> bool:
@@ -72,7 +64,7 @@ def adversarial_images(model: nn.Module, x: Tensor, y: Tensor, epsilons: list[fl
                        attack_model: str = "white_box") -> list[Tensor]:
     """One batch of adversarial images per ε, crafted on ``model`` with ``attack`` (``fgsm`` | ``pgd``) following
     the gradient of ``attack_model`` (``white_box`` | ``rule_gradient``)."""
-    fb = _foolbox()
+    fb = optional_import("foolbox", "adversarial attacks", "foolbox")
     if attack == "fgsm":
         method = fb.attacks.LinfFastGradientAttack(random_start=False)
     elif attack == "pgd":

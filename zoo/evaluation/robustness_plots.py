@@ -1,0 +1,142 @@
+"""The recorded robustness figures of checkpoints, drawn side by side and written out as JSON.
+
+    python -m zoo robustness fa_mlp.mnist dfa_mlp.mnist bp_mlp.mnist --out robustness/
+
+writes ``robustness.json`` (every curve drawn), ``noise.png`` (accuracy vs Gaussian σ and vs FGSM ε on the whole
+test split: ``metrics.top1_noise`` / ``top1_fgsm``) and, where the checkpoints have the attack comparison
+(``metrics.robustness``, measured by ``python -m training.robustness``), ``pgd.png`` and ``fgsm.png``: one panel per
+attack model (white-box, the rule's own gradient, transfer from backprop), accuracy vs L∞ ε, one line per
+checkpoint. The clean accuracy on the same images is each curve's point at 0. Nothing is measured here: the
+figures are those of the manifest, which ``python -m zoo verify --robustness`` recomputes.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from zoo.evaluation.metric_grid import ATTACK_MODELS, ATTACKS, perturbation_size
+from zoo.evaluation.plotting import pyplot
+from zoo.evaluation.side_by_side import shared_dataset
+from zoo.weights.manifest import Entry
+
+TITLES = {"white_box": "white-box (true input gradient)", "rule_gradient": "the rule's own gradient",
+          "transfer": "transfer from backprop"}
+Curve = list[tuple[float, float]]
+
+
+def attack_comparison(entry: Entry) -> dict[str, Any]:
+    """The recorded ``metrics.robustness`` of ``entry``; :class:`ValueError` naming the command that measures it."""
+    block = entry.metrics.get("robustness") if entry.published else None
+    if block is None:
+        raise ValueError(f"{entry.id} has no attack figures yet: python -m training.robustness {entry.id}")
+    return dict(block)
+
+
+def _points(clean: float, curve: dict[str, float]) -> Curve:
+    return [(0.0, clean), *((perturbation_size(key), value) for key, value in curve.items())]
+
+
+def full_test_curves(entry: Entry) -> dict[str, Curve]:
+    """``{"noise": [(σ, top-1)...], "fgsm": [(ε, top-1)...]}`` on the whole test split, starting at (0, clean);
+    ``"fgsm"`` only where the manifest records it."""
+    if not entry.published:
+        raise ValueError(f"{entry.id} is {entry.status}: it has no figures")
+    clean = entry.metrics["top1"]
+    return {kind: _points(clean, entry.metrics[f"top1_{kind}"]) for kind in ("noise", "fgsm")
+            if f"top1_{kind}" in entry.metrics}
+
+
+def attack_curves(entry: Entry, attack: str) -> dict[str, Curve]:
+    """Per attack model, ``[(ε, top-1)...]`` of ``attack`` (``"pgd"`` or ``"fgsm"``) on the attack images."""
+    if attack not in ATTACKS:
+        raise ValueError(f"unknown attack {attack!r}; accepted: {ATTACKS}")
+    block = attack_comparison(entry)
+    return {model: _points(block["top1_clean"], curve) for model, curve in block[f"top1_{attack}"].items()}
+
+
+def _label(entry: Entry) -> str:
+    return entry.entrypoint
+
+
+def _colour(index: int) -> str:
+    """The same colour for a checkpoint in every panel (a panel skips the checkpoints it has no curve for)."""
+    return f"C{index % 10}"
+
+
+def save_noise_plot(entries: Sequence[Entry], out: str | Path, title: str = "") -> Path:
+    """Accuracy vs Gaussian σ and vs FGSM ε (whole test split), one line per entry, into one image file."""
+    shared_dataset(entries, "a robustness plot")
+    curves = {entry.id: full_test_curves(entry) for entry in entries}
+    plt = pyplot("drawing robustness curves")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
+    for index, entry in enumerate(entries):
+        for ax, kind in zip(axes, ("noise", "fgsm")):
+            if kind in curves[entry.id]:
+                xs, ys = zip(*curves[entry.id][kind])
+                ax.plot(xs, ys, marker="o", color=_colour(index), label=_label(entry))
+    axes[0].set(title="Gaussian noise", xlabel="σ (pixels in [0, 1])", ylabel="top-1 (%), whole test split")
+    axes[1].set(title="FGSM, white-box", xlabel="L∞ ε")
+    return _finish(plt, fig, axes, out, title)
+
+
+def save_attack_plot(entries: Sequence[Entry], out: str | Path, attack: str = "pgd", title: str = "") -> Path:
+    """Accuracy vs ε per attack model (one panel each), one line per entry, into one image file."""
+    shared_dataset(entries, "a robustness plot")
+    curves = {entry.id: attack_curves(entry, attack) for entry in entries}
+    plt = pyplot("drawing the attack comparison")
+    fig, axes = plt.subplots(1, len(ATTACK_MODELS), figsize=(4.2 * len(ATTACK_MODELS), 3.8), sharey=True)
+    for ax, attack_model in zip(axes, ATTACK_MODELS):
+        for index, entry in enumerate(entries):
+            points = curves[entry.id].get(attack_model)
+            if points is not None:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, marker="o", color=_colour(index), label=_label(entry))
+        ax.set(title=TITLES[attack_model], xlabel="L∞ ε")
+    axes[0].set_ylabel(f"top-1 (%) under {attack.upper()}")
+    return _finish(plt, fig, axes, out, title)
+
+
+def _finish(plt: Any, fig: Any, axes: Any, out: str | Path, title: str) -> Path:
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "none of these checkpoints", ha="center", transform=ax.transAxes)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    path = Path(out)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def robustness_record(entries: Sequence[Entry]) -> dict[str, Any]:
+    """Every curve :func:`write_robustness_curves` draws, as plain JSON data keyed by checkpoint id."""
+    record: dict[str, Any] = {"dataset": shared_dataset(entries, "a robustness plot"), "checkpoints": {}}
+    for entry in entries:
+        item: dict[str, Any] = dict(full_test_curves(entry))
+        block = entry.metrics.get("robustness")
+        if block is not None:
+            item["attack_comparison"] = {"images": block["n_eval"], "transfer_source": block["transfer_source"],
+                                         **{attack: attack_curves(entry, attack) for attack in ATTACKS}}
+        record["checkpoints"][entry.id] = item
+    return record
+
+
+def write_robustness_curves(entries: Sequence[Entry], out_dir: str | Path) -> list[Path]:
+    """Write ``robustness.json`` and ``noise.png`` into ``out_dir``, and ``pgd.png`` / ``fgsm.png`` drawing the
+    entries that have the attack comparison (the others have no ``attack_comparison`` in the JSON); return the paths."""
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = robustness_record(entries)
+    title = ", ".join(entry.id for entry in entries) if len(entries) < 4 else record["dataset"]
+    paths = [folder / "robustness.json"]
+    paths[0].write_text(json.dumps(record, indent=2) + "\n")
+    paths.append(save_noise_plot(entries, folder / "noise.png", title=title))
+    with_attacks = [entry for entry in entries if "robustness" in entry.metrics]
+    for attack in ATTACKS if with_attacks else ():
+        paths.append(save_attack_plot(with_attacks, folder / f"{attack}.png", attack, title=title))
+    return paths
