@@ -148,3 +148,19 @@ def test_robustness_curves_are_the_recorded_figures_drawn_and_written(tmp_path) 
     other = Entry.from_dict(manifest_entry({}, "fa_mlp.fashion_mnist"))
     with pytest.raises(ValueError, match="one dataset"):
         write_robustness_curves([measured, other], tmp_path / "mixed")
+
+
+def test_pgd_at_zero_is_clean_accuracy_and_never_rises_with_epsilon() -> None:
+    """On a trained checkpoint and real test images: ε = 0 leaves the images as they are, and a larger ε never
+    helps the model."""
+    import zoo
+    from zoo.data import load_split
+
+    images, labels = load_split("mnist", "test", limit=200)
+    model = zoo.load("fa_mlp.mnist")
+    clean = 100.0 * int((model(images.float() / 255).argmax(1) == labels).sum()) / len(labels)
+    keys = ("0", "0.02", "0.05", "0.1", "0.2")
+    for attack_model in ("white_box", "rule_gradient"):
+        curve = list(robust_top1(model, images, labels, keys, attack="pgd", attack_model=attack_model).values())
+        assert curve[0] == clean
+        assert all(a >= b for a, b in zip(curve, curve[1:])), (attack_model, curve)

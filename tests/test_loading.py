@@ -253,3 +253,21 @@ def test_copy_of_checkout_keeps_working(tiny_zoo, tmp_path, monkeypatch) -> None
     shutil.copytree(tiny_zoo.root, copy)
     monkeypatch.setenv("ZOO_MANIFEST", str(copy / "weights_manifest.json"))
     assert same_model(zoo.load(tiny_zoo.model_id), tiny_zoo.model)
+
+
+def test_exported_card_embeds_the_checkpoints_own_figures(tmp_path) -> None:
+    """A checkpoint with a learning curve and an attack comparison: both as tables in the card, and as pictures
+    beside it when matplotlib is there."""
+    pytest.importorskip("matplotlib")
+    entry = zoo.get_weights("fa_mlp.cifar10").entry
+    folder = export_folder(entry.id, tmp_path / "export")
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "attacks.png", "config.json",
+                                                        "learning_curve.png", "model.safetensors"]
+    card = (folder / "README.md").read_text()
+    pgd = entry.metrics["robustness"]["top1_pgd"]["rule_gradient"]
+    assert "| PGD | rule_gradient | " + " | ".join(f"{v:.1f}%" for v in pgd.values()) + " |" in card
+    last = entry.recipe["curve"][-1]
+    assert f"| {last['epoch']} | {last['train_loss']:.4f} | {last['test_top1']:.2f}% |" in card
+    assert "![learning curve of the training run](learning_curve.png)" in card and "(attacks.png)" in card
+    for layer, angle in entry.metrics["alignment_deg"].items():
+        assert f"| `{layer}` | {angle:.1f} |" in card

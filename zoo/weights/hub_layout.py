@@ -19,6 +19,8 @@ from zoo.weights.resolve import hub_config_values, raise_if_pending, resolve_fil
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = HF_FILENAME
+LEARNING_CURVE = "learning_curve.png"
+ATTACKS_PICTURE = "attacks.png"
 
 
 def hub_config(entry: Entry) -> dict[str, Any]:
@@ -28,13 +30,35 @@ def hub_config(entry: Entry) -> dict[str, Any]:
             "license": entry.license}
 
 
-def export_folder(model_id: str, folder: Path, *, source: str = "auto", force: bool = False) -> Path:
-    """Write a Hub-ready folder (``config.json``, ``model.safetensors``, ``README.md``) for a published checkpoint
-    and return it.
+def card_pictures(entry: Entry, folder: Path) -> dict[str, str]:
+    """Draw the checkpoint's recorded learning curve and attack comparison into ``folder`` for its model card;
+    return ``{file name: caption}`` of those drawn (none without matplotlib, or without the records)."""
+    from zoo.errors import MissingExtraError
+    from zoo.evaluation.curves import save_curves
+    from zoo.evaluation.plotting import pyplot
+    from zoo.evaluation.robustness_plots import save_attack_plot
 
-    A folder that exists and is not empty is refused unless ``force`` (then the three files are replaced and
-    nothing else is touched). The files are written into a temporary folder beside the target and moved in only
-    once all three are complete, so a failed export leaves nothing behind.
+    try:
+        pyplot("the model card's pictures")
+    except MissingExtraError:
+        return {}
+    pictures = {}
+    if entry.recipe.get("curve"):
+        save_curves([entry], folder / LEARNING_CURVE)
+        pictures[LEARNING_CURVE] = "learning curve of the training run"
+    if "robustness" in entry.metrics:
+        save_attack_plot([entry], folder / ATTACKS_PICTURE, "pgd", title=f"{entry.id}: PGD")
+        pictures[ATTACKS_PICTURE] = "PGD accuracy vs ε: white-box, rule gradient, transfer"
+    return pictures
+
+
+def export_folder(model_id: str, folder: Path, *, source: str = "auto", force: bool = False) -> Path:
+    """Write a Hub-ready folder (``config.json``, ``model.safetensors``, ``README.md`` and, with matplotlib, the
+    card's pictures :func:`card_pictures`) for a published checkpoint and return it.
+
+    A folder that exists and is not empty is refused unless ``force`` (then those files are replaced and nothing
+    else is touched). The files are written into a temporary folder beside the target and moved in only once all
+    are complete, so a failed export leaves nothing behind.
     """
     entry = get_entry(model_id)
     raise_if_pending(entry)
@@ -52,7 +76,7 @@ def export_folder(model_id: str, folder: Path, *, source: str = "auto", force: b
         shutil.copyfile(weights, staging / WEIGHTS_NAME)
         check_sha256(staging / WEIGHTS_NAME, str(entry.sha256))
         (staging / CONFIG_NAME).write_text(json.dumps(hub_config(entry), indent=2) + "\n")
-        (staging / "README.md").write_text(render_model_card(entry))
+        (staging / "README.md").write_text(render_model_card(entry, card_pictures(entry, staging)))
         if created:
             os.replace(staging, folder)
         else:

@@ -39,8 +39,48 @@ def _front_matter(entry: Entry) -> str:
     return "\n".join(lines)
 
 
-def render_model_card(entry: Entry) -> str:
-    """Markdown model card with YAML front matter (library, license, datasets, tags, metrics)."""
+def _pictures(pictures: dict[str, str]) -> str:
+    return "".join(f"\n![{caption}]({name})\n" for name, caption in pictures.items())
+
+
+def _attack_section(entry: Entry) -> str:
+    block = entry.metrics.get("robustness")
+    if block is None:
+        return ""
+    lines = [f"\n## Adversarial attacks (first {block['n_eval']:,} test images, clean {block['top1_clean']:.2f}%)",
+             "White-box: the true input gradient; rule gradient: the gradient the learning rule propagates; "
+             f"transfer: crafted on `{block['transfer_source']}`. PGD: {block['pgd']['steps']} steps, random start.",
+             "", "| attack | attack model | " + " | ".join(f"ε={k}" for k in block["top1_pgd"]["white_box"]) + " |",
+             "|---|---|" + "---|" * len(block["top1_pgd"]["white_box"])]
+    for attack in ("fgsm", "pgd"):
+        for model, curve in block[f"top1_{attack}"].items():
+            lines.append(f"| {attack.upper()} | {model} | " + " | ".join(f"{v:.1f}%" for v in curve.values()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _curve_section(entry: Entry) -> str:
+    records = entry.recipe.get("curve")
+    if not records:
+        return ""
+    lines = ["\n## Learning curve (the training run's own record)", "| epoch | training loss | test top-1 |",
+             "|---|---|---|"]
+    lines += [f"| {r['epoch']} | {r['train_loss']:.4f} | "
+              + (f"{r['test_top1']:.2f}%" if r.get("test_top1") is not None else "—") + " |" for r in records]
+    return "\n".join(lines) + "\n"
+
+
+def _alignment_section(entry: Entry) -> str:
+    angles = entry.metrics.get("alignment_deg")
+    if not angles:
+        return ""
+    return ("\n## Alignment with backprop (degrees between the rule's update and the true gradient, per layer)\n"
+            + "| layer | angle |\n|---|---|\n" + "".join(f"| `{k}` | {v:.1f} |\n" for k, v in angles.items()))
+
+
+def render_model_card(entry: Entry, pictures: dict[str, str] | None = None) -> str:
+    """Markdown model card with YAML front matter (library, license, datasets, tags, metrics), the checkpoint's
+    recorded figures (robustness, attack comparison, alignment angles, learning curve) as tables, and the
+    ``pictures`` (``{file name in the folder: caption}``) drawn beside it."""
     family = get_family(entry.entrypoint)
     metrics = entry.metrics
     noise = ", ".join(f"σ={k}: {v:.2f}%" for k, v in metrics["top1_noise"].items())
@@ -68,7 +108,7 @@ def render_model_card(entry: Entry) -> str:
 | top-1 | {metrics["top1"]:.2f}% |
 | top-1 under Gaussian noise | {noise} |
 | top-1 under FGSM | {fgsm} |
-
+{_attack_section(entry)}{_alignment_section(entry)}{_curve_section(entry)}{_pictures(pictures or {})}
 ## Recipe
 Reproduce with `{recipe["command"]}` (seed {recipe["seed"]}, {recipe["epochs"]} epochs, {recipe["wall_time_s"]:.0f} s
 on {recipe["hardware"]}, torch {recipe["torch_version"]}, commit `{recipe["git_commit"]}`).
