@@ -2,6 +2,7 @@
 
     python benchmarks/rule_overhead.py                      # 20 timed batches of 100, median of 3 repeats
     python benchmarks/rule_overhead.py --batches 50 --repeats 5 --arch lenet --threads 2
+    python benchmarks/rule_overhead.py --arch own      # the rules' own networks (Hebbian, EP) against bp_mlp
 
 Every family of an architecture trains on the same batches (random images: throughput does not depend on the
 pixels) with its own trainer and default recipe settings; the families take turns within each repeat, so a change
@@ -26,13 +27,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from zoo.data.catalog import DATASETS  # noqa: E402
 from zoo.registry import architectures, families, get_family  # noqa: E402
 
+OWN = "own"  # the families whose network is the rule's own (Hebbian layers, equilibrium nets): against bp_mlp
+
 
 def families_by_architecture() -> dict[str, list[str]]:
-    """For each architecture, its families from the registry, backprop's first (the reference)."""
+    """For each architecture, its families from the registry, backprop's first (the reference); under ``own`` the
+    rules' own networks, after ``bp_mlp``."""
     out: dict[str, list[str]] = {}
     for arch in architectures():
         names = sorted(n for n, f in families().items() if f.architecture == arch and n != f"bp_{arch}")
         out[arch] = [f"bp_{arch}", *names]
+    out[OWN] = ["bp_mlp", *sorted(n for n, f in families().items() if f.architecture is None)]
     return out
 
 
@@ -65,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.arch not in ("all", arch):
             continue
         families = [get_family(n) for n in names]
-        made_for = architectures()[arch].datasets
+        made_for = architectures()[arch].datasets if arch != OWN else tuple(DATASETS)
         dataset = args.dataset if args.dataset in made_for else made_for[0]
         first = families[0].arch_for(dataset)
         shape = (args.batch_size, *first["in_shape"])
@@ -74,7 +79,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainers = {}
         for family in families:
             model = family.build_model(family.arch_for(dataset)).train()
-            trainers[family.name] = family.trainer(model, {"schedule": "constant"}, 10_000, 1)
+            constant = {"schedule": "constant"} if "schedule" in family.trainer.options else {}
+            trainers[family.name] = family.trainer(model, constant, 10_000, 1)
             for x, y in batches[:args.warmup]:
                 trainers[family.name].step(x, y)
         wall: dict[str, list[float]] = {n: [] for n in names}

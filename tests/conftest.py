@@ -121,24 +121,24 @@ def _tiny_model() -> tuple[Any, dict[str, Any], dict[str, Any]]:
 def tiny_zoo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, _tiny_model: tuple[Any, dict[str, Any],
              dict[str, Any]]) -> TinyZoo:
     """Publish the tiny model through the real training code path into a temp manifest and point the zoo at it."""
-    import torch
-
-    from training.publish import publish_run
-    from training.train import write_run_output
-    from zoo.registry import get_family
+    from publishing import publish_test_model
 
     model, arch, metrics = _tiny_model
-    family = get_family("bp_mlp")
-    recipe = {"command": "python -m training.train bp_mlp --dataset mnist", "config": {}, "seed": 0, "epochs": 0,
-              "wall_time_s": 0.0, "hardware": "test", "torch_version": torch.__version__, "git_commit": "test"}
+    entry = publish_test_model(tmp_path, monkeypatch, "bp_mlp", "mnist", arch, model, metrics)
     manifest = tmp_path / "zoo" / "weights_manifest.json"
-    manifest.parent.mkdir()
-    monkeypatch.setenv("ZOO_MANIFEST", str(manifest))
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    write_run_output(run_dir, family, "mnist", arch, recipe, metrics, model)
-    entry = publish_run(run_dir, manifest)
     return TinyZoo(manifest.parent, manifest, entry.id, manifest.parent / entry.file, entry.sha256, model)
+
+
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """One torch thread for tests of small tensors: on a busy machine extra threads only add synchronisation
+    stalls."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from zoo.api import manifest
 from zoo.engine.local_phase import HebbianPhaseTrainer
 from zoo.registry import Family, ModelCfg, architectures, families, family_of, rules
 from zoo.rules.base import RuleLayer, give_labels, true_gradients
+from zoo.rules.softhebb import SoftHebbTrainer
 from zoo.weights.checkpoint import load_into, save_checkpoint
 
 CASES = [(name, dataset) for name, family in families().items() for dataset in family.datasets]
@@ -85,10 +86,13 @@ def test_eval_mode_gives_the_true_input_gradient(name: str, dataset: str) -> Non
 
 def expected_changes(model: nn.Module, trainer: object) -> set[str]:
     """The tensors a first training step must change: the Hebbian layer alone (plus the head where it trains
-    during the Hebbian epochs) for a Hebbian rule, every trainable parameter for the others."""
+    during the Hebbian epochs) for a Hebbian rule, the first block for SoftHebb's layer-greedy training, every
+    trainable parameter for the others."""
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     if isinstance(trainer, HebbianPhaseTrainer):
         return {"hebbian.weight"} | (trainable if trainer.head_during_hebbian else set())
+    if isinstance(trainer, SoftHebbTrainer):  # layer-greedy: the first block's kernels and batch-norm statistics
+        return {key for key in model.state_dict() if key.startswith("blocks.0.")}
     return trainable
 
 

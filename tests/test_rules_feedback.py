@@ -22,8 +22,9 @@ from zoo.rules.feedback_alignment import FeedbackConv2d, FeedbackLinear, sign_fe
 from zoo.rules.target_prop import DTPNetwork, DTPTrainer, compute_targets, inverse_loss, local_forward
 from zoo.weights.checkpoint import load_into, save_checkpoint
 
-# every family whose network is a registered architecture (the gradient-style rules), from the registry
-GRADIENT_FAMILIES = sorted(n for n, f in families().items() if f.architecture is not None)
+# the gradient-style families, from the registry: a registered architecture's network, and an update that
+# approximates its gradient (an alignment to measure); spiking nets and Forward-Forward have no such gradient
+GRADIENT_FAMILIES = sorted(n for n, f in families().items() if f.architecture is not None and f.alignment is not None)
 
 
 def tiny(name: str, **overrides: object) -> nn.Module:

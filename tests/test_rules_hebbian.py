@@ -33,13 +33,7 @@ from zoo.weights.checkpoint import load_into, save_checkpoint
 FAMILIES = sorted(n for n, f in families().items() if f.rule in ("krotov", "semihebb"))  # the Hebbian rules
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():  # type: ignore[no-untyped-def]
-    """These tests use small tensors: on a busy machine extra threads only add synchronisation stalls."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(name: str, in_shape: tuple[int, int, int] = (1, 4, 4), num_classes: int = 3, **arch: object) -> nn.Module:
@@ -333,11 +327,11 @@ def test_filter_grid_tiles_the_first_layer_and_needs_no_plotting_library(monkeyp
     import numpy as np
 
     from zoo.errors import ZooError
-    from zoo.evaluation.filters import filter_grid, first_fc_weight, save_filters
+    from zoo.evaluation.filters import filter_grid, first_layer_filters, save_filters
 
     torch.manual_seed(0)
     model = tiny("krotov_mlp", hidden=5)
-    assert first_fc_weight(model)[0] == "hebbian"
+    assert first_layer_filters(model)[0] == "hebbian"
     grid = filter_grid(model, n=5, cols=3)                     # 2 rows x 3 cols of 4x4 tiles, 1-pixel gaps
     assert grid.shape == (9, 14)
     w = model.hebbian.weight[4].view(4, 4).double()

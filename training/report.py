@@ -32,7 +32,8 @@ from zoo.weights.paths import REPO_ROOT, manifest_path
 REPORT = Path("docs") / "results.md"
 FIGURES = Path("docs") / "results"
 CSV_FILE = Path("results") / "results.csv"
-HEBBIAN_GROUP = "hebbian"  # families with a network of their own rule (no registered architecture)
+OWN_NETWORK = "own"  # families whose network is their rule's own (Hebbian layers, equilibrium nets): no architecture
+RECEPTIVE_FIELD_RULES = ("krotov", "semihebb", "softhebb")  # unsupervised first layers worth looking at
 CLAIM_EPSILON = {"mnist": "0.1", "fashion_mnist": "0.1", "cifar10": "8/255"}  # the ε of the attack summary table
 FINGERPRINT = re.compile(r"<!-- data (?P<name>[\w.-]+\.png) (?P<digest>[0-9a-f]{12}) -->")
 
@@ -60,8 +61,13 @@ def _published(manifest: Manifest, dataset: str) -> list[Entry]:
 
 
 def architecture_group(entry: Entry) -> str:
-    """The architecture a checkpoint's family is built on, or ``hebbian`` for a rule's own network."""
-    return families()[entry.entrypoint].architecture or HEBBIAN_GROUP
+    """The architecture a checkpoint's family is built on, or ``own`` for a rule's own network."""
+    return families()[entry.entrypoint].architecture or OWN_NETWORK
+
+
+def group_title(group: str) -> str:
+    """How a figure names an architecture group."""
+    return "the rules' own networks" if group == OWN_NETWORK else f"architecture `{group}`"
 
 
 def _groups(entries: Sequence[Entry]) -> dict[str, list[Entry]]:
@@ -104,7 +110,8 @@ def attack_figure(dataset: str, group: str, entries: Sequence[Entry]) -> Figure:
     """The PGD attack comparison (white-box, rule gradient, transfer) of one architecture."""
     from zoo.evaluation.robustness_plots import attack_comparison, save_attack_plot
 
-    title = f"{DATASETS[dataset].title}, {group}: PGD ({entries[0].metrics['robustness']['pgd']['steps']} steps)"
+    steps = entries[0].metrics['robustness']['pgd']['steps']
+    title = f"{DATASETS[dataset].title}, {group_title(group)}: PGD ({steps} steps)".replace("`", "")
     return Figure(f"pgd-{dataset}-{group}.png", title, {e.id: attack_comparison(e) for e in entries},
                   lambda path: save_attack_plot(entries, path, "pgd", title=title))
 
@@ -122,7 +129,8 @@ def curves_figure(dataset: str, group: str, entries: Sequence[Entry]) -> Figure:
     """Learning curves of the checkpoints whose runs recorded them."""
     from zoo.evaluation.curves import save_curves
 
-    return Figure(f"curves-{dataset}-{group}.png", f"{DATASETS[dataset].title}, {group}: learning curves",
+    return Figure(f"curves-{dataset}-{group}.png",
+                  f"{DATASETS[dataset].title}, {group_title(group)}: learning curves".replace("`", ""),
                   {e.id: e.recipe["curve"] for e in entries}, lambda path: save_curves(entries, path))
 
 
@@ -183,7 +191,7 @@ def dataset_section(manifest: Manifest, dataset: str) -> tuple[str, list[Figure]
                      "propagates (rule gradient), or crafts the images on the backprop model of the same "
                      "architecture (transfer).\n\n" + attack_table(dataset, attacked))
         for group, members in _groups(attacked).items():
-            if group == HEBBIAN_GROUP and f"bp_mlp.{dataset}" in manifest.entries:
+            if group == OWN_NETWORK and f"bp_mlp.{dataset}" in manifest.entries:
                 members = [manifest.entries[f"bp_mlp.{dataset}"], *members]  # the reference they transfer from
             figure = attack_figure(dataset, group, members)
             figures.append(figure)
@@ -195,7 +203,7 @@ def dataset_section(manifest: Manifest, dataset: str) -> tuple[str, list[Figure]
         for group, members in _groups(curved).items():
             figures.append(curves_figure(dataset, group, members))
             parts.append(figures[-1].markdown())
-    hebbian = [e for e in entries if architecture_group(e) == HEBBIAN_GROUP]
+    hebbian = [e for e in entries if families()[e.entrypoint].rule in RECEPTIVE_FIELD_RULES]
     if hebbian:
         parts.append("### Receptive fields")
         for entry in hebbian:

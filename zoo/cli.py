@@ -1,5 +1,5 @@
 """Command line: ``python -m zoo list | info ID | download ID | eval ID | verify | export-hf ID DIR | push ID
-| show-filters ID | curves ID... | robustness ID... | explain ID... | compare ID...``."""
+| export-nir ID FILE | show-filters ID | curves ID... | robustness ID... | explain ID... | compare ID...``."""
 from __future__ import annotations
 
 import argparse
@@ -99,6 +99,14 @@ def _cmd_export_hf(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_nir(args: argparse.Namespace) -> int:
+    from zoo.api import load
+    from zoo.rules.spiking import export_nir
+
+    print(export_nir(load(args.id, source=args.source), args.file))
+    return 0
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -194,12 +202,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--force", action="store_true", help="replace those three files in a non-empty folder")
     p.set_defaults(run=_cmd_export_hf)
+    p = sub.add_parser("export-nir", help="write a spiking checkpoint as a NIR graph (HDF5) with snnTorch's exporter, "
+                                          "for other simulators and neuromorphic hardware (needs the snn extra)")
+    p.add_argument("id")
+    p.add_argument("file", type=Path)
+    p.add_argument("--source", choices=SOURCES, default="auto")
+    p.set_defaults(run=_cmd_export_nir)
     p = sub.add_parser("push", help="export a checkpoint and upload it to the Hugging Face Hub")
     p.add_argument("id")
     p.add_argument("--repo-id", help="default: the manifest's hf.repo_id")
     p.add_argument("--token", help="default: the token huggingface_hub finds (HF_TOKEN or login)")
     p.set_defaults(run=_cmd_push)
-    p = sub.add_parser("show-filters", help="draw the receptive fields of the first fully connected layer "
+    p = sub.add_parser("show-filters", help="draw the receptive fields of the first layer (fully connected or conv) "
                        "(needs matplotlib)")
     p.add_argument("id")
     p.add_argument("--out", type=Path, default=Path("filters.png"), help="image file (default: filters.png)")

@@ -28,7 +28,7 @@ class HebbianPhaseTrainer(Trainer):
 
     Options (flat, in the recipe's ``fit.rule``): ``hebbian_epochs``, ``hebbian_lr`` (annealed linearly to 0
     over the Hebbian steps), the rule's own keys (a subclass adds them to ``options``), and the head's
-    ``head_optimizer`` (adam | sgd), ``head_lr``, ``head_schedule`` (cosine | constant, over the head's epochs),
+    ``head_optimizer`` (adam | sgd), ``head_lr``, ``head_schedule`` (cosine | constant | step, over the head's epochs),
     ``head_weight_decay``, ``head_momentum``. Unknown keys are rejected.
     """
 

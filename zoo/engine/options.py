@@ -8,7 +8,9 @@ from typing import Any, Iterable, Mapping
 import torch
 
 OPTIMIZERS = ("adam", "sgd")
-SCHEDULES = ("cosine", "constant")
+SCHEDULES = ("cosine", "constant", "step")
+STEP_MILESTONES = (0.6, 0.9)  # fractions of the run (PEPITA's epochs 60 and 90 of 100)
+STEP_FACTOR = 0.1
 
 
 def checked_options(config: Mapping[str, Any], accepted: Mapping[str, Any], owner: str) -> dict[str, Any]:
@@ -38,7 +40,10 @@ def check_schedule(name: str) -> str:
 
 
 def schedule_factor(name: str, progress: float) -> float:
-    """Learning-rate multiplier at ``progress`` in ``[0, 1]``: cosine annealing to 0, or 1 for ``constant``."""
+    """Learning-rate multiplier at ``progress`` in ``[0, 1]``: cosine annealing to 0, 1 for ``constant``, and
+    ``step``: x :data:`STEP_FACTOR` at each of :data:`STEP_MILESTONES`."""
     if check_schedule(name) == "constant":
         return 1.0
+    if name == "step":
+        return float(STEP_FACTOR ** sum(progress >= m for m in STEP_MILESTONES))
     return 0.5 * (1.0 + math.cos(math.pi * progress))

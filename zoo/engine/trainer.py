@@ -87,7 +87,7 @@ class GradientTrainer(Trainer):
     Backprop uses autograd's true gradients. Rules whose layers replace the backward pass (feedback
     alignment, sign symmetry) use this same trainer: the rule lives in the layer, not in the loop.
     Options: ``optimizer`` (``adam`` | ``sgd``), ``lr``, ``momentum`` (SGD), ``weight_decay``,
-    ``schedule`` (``cosine`` | ``constant``).
+    ``schedule`` (``cosine`` | ``constant`` | ``step``).
     """
 
     state_attrs = ("optimizer",)

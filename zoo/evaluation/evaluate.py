@@ -1,7 +1,8 @@
-"""Accuracy of a model on a dataset split: clean, under Gaussian noise and under FGSM."""
+"""Accuracy of a model on a dataset split: clean, under Gaussian noise and under FGSM; the spike rate of a spiking
+model."""
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterator, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor, nn
@@ -61,10 +62,29 @@ def top1_fgsm(model: nn.Module, images: Tensor, labels: Tensor, eps: float, *,
     return _percent(correct, len(labels))
 
 
+@runtime_checkable
+class SpikeCounter(Protocol):
+    """A model of spiking neurons (:class:`zoo.rules.spiking.SpikingNetwork`)."""
+
+    def count_spikes(self, x: Tensor) -> tuple[float, int]:
+        """The spikes images ``x`` caused (summed over images, neurons and time steps) and the number of neurons."""
+        ...
+
+
+@torch.no_grad()
+def spike_rate(model: SpikeCounter, images: Tensor, labels: Tensor, *, batch_size: int = EVAL_BATCH) -> float:
+    """Mean number of spikes per neuron per image (over the model's time steps), an energy proxy."""
+    assert isinstance(model, nn.Module)
+    model.eval()
+    device = model_device(model)
+    counts = [model.count_spikes(x.to(device)) for x, _ in _batches(images, labels, batch_size, device)]
+    return round(sum(spikes for spikes, _ in counts) / (counts[0][1] * len(labels)), 6)
+
+
 def full_metrics(model: nn.Module, images: Tensor, labels: Tensor, dataset: str, *,
                  gradients: bool = True) -> dict[str, object]:
-    """The manifest's metrics: ``top1``, ``n_eval``, ``top1_noise`` and (where gradients exist) ``top1_fgsm`` at
-    the ε of ``dataset`` (:mod:`zoo.evaluation.metric_grid`)."""
+    """The manifest's metrics: ``top1``, ``n_eval``, ``top1_noise``, (where gradients exist) ``top1_fgsm`` at
+    the ε of ``dataset`` (:mod:`zoo.evaluation.metric_grid`) and, for a spiking model, ``spike_rate``."""
     metrics: dict[str, object] = {
         "top1": top1(model, images, labels),
         "n_eval": int(len(labels)),
@@ -73,4 +93,6 @@ def full_metrics(model: nn.Module, images: Tensor, labels: Tensor, dataset: str,
     if gradients:
         metrics["top1_fgsm"] = {e: top1_fgsm(model, images, labels, perturbation_size(e))
                                 for e in fgsm_epsilons(dataset)}
+    if isinstance(model, SpikeCounter):
+        metrics["spike_rate"] = spike_rate(model, images, labels)
     return metrics

@@ -1,4 +1,5 @@
-"""Learned receptive fields: the weights of a model's first fully connected layer, drawn as a grid of images.
+"""Learned receptive fields: the weights of a model's first layer on the image, drawn as a grid of images: the
+rows of a fully connected layer, each reshaped to the image, or the ``C x k x k`` kernels of a convolution.
 
     python -m zoo show-filters krotov_mlp.mnist --out filters.png [--n 100] [--cols 10]
 
@@ -6,9 +7,10 @@
     grid = filter_grid(model, n=100)          # numpy array, no plotting library needed
     save_filters(model, "filters.png")        # needs matplotlib (pip install -r requirements-extras.txt)
 
-Each unit's weight vector is reshaped to the input image (C, H, W) and scaled by its own largest magnitude, so
-every tile spans [-1, 1]: one channel is drawn with a diverging colour map (red positive, blue negative, white 0,
-as in Krotov & Hopfield's figures); three channels as colours ``0.5 + 0.5 * w / max|w|`` (grey is 0).
+Each unit's weight vector is reshaped to the input image (C, H, W), or taken as its kernel (C, k, k), and scaled by
+its own largest magnitude, so every tile spans [-1, 1]: one channel is drawn with a diverging colour map (red
+positive, blue negative, white 0, as in Krotov & Hopfield's figures); three channels as colours
+``0.5 + 0.5 * w / max|w|`` (grey is 0).
 """
 from __future__ import annotations
 
@@ -32,29 +34,35 @@ def input_shape(model: nn.Module) -> tuple[int, int, int]:
     raise ValueError(f"{type(model).__name__} has no ImageInput module: its input shape is unknown")
 
 
-def first_fc_weight(model: nn.Module) -> tuple[str, Tensor]:
-    """Name and weight ``[units, C*H*W]`` of the first fully connected layer that reads the whole image."""
+def first_layer_filters(model: nn.Module) -> tuple[str, Tensor]:
+    """Name and receptive fields ``[units, C, h, w]`` of the model's first layer that reads the image: a fully
+    connected layer on the whole image (each row reshaped to the image's ``C x H x W``) or a convolution on its
+    ``C`` channels (the ``C x k x k`` kernels), whichever comes first among the model's modules."""
     c, h, w = input_shape(model)
     for name, module in model.named_modules():
         weight = getattr(module, "weight", None)
         if isinstance(weight, Tensor) and weight.dim() == 2 and weight.shape[1] == c * h * w:
+            return name, weight.detach().reshape(-1, c, h, w)
+        if isinstance(weight, Tensor) and weight.dim() == 4 and weight.shape[1] == c:
             return name, weight.detach()
-    raise ValueError(f"{type(model).__name__} has no fully connected layer on the raw {c}x{h}x{w} input "
-                     "(convolutional models have no whole-image receptive fields to draw)")
+    raise ValueError(f"{type(model).__name__} has no fully connected layer on the raw {c}x{h}x{w} input and no "
+                     f"convolution on its {c} channels: no receptive fields to draw")
 
 
 def filter_grid(model: nn.Module, n: int = 100, cols: int | None = None, gap: int = 1) -> np.ndarray:
-    """The first ``n`` units' receptive fields tiled ``cols`` per row (default: a square grid).
+    """The first ``n`` units' receptive fields (:func:`first_layer_filters`) tiled ``cols`` per row (default: a
+    square grid).
 
-    Returns ``[rows*(H+gap)-gap, cols*(W+gap)-gap]`` for one channel (values in [-1, 1], gaps NaN) or
-    ``[..., ..., 3]`` for three channels (values in [0, 1], gaps 1 = white).
+    Returns ``[rows*(h+gap)-gap, cols*(w+gap)-gap]`` for one channel (values in [-1, 1], gaps NaN) or
+    ``[..., ..., 3]`` for three channels (values in [0, 1], gaps 1 = white); ``h x w`` is the image for a fully
+    connected layer, the kernel for a convolution.
     """
-    c, h, w = input_shape(model)
-    _, weight = first_fc_weight(model)
+    _, weight = first_layer_filters(model)
+    c, h, w = weight.shape[1:]
     n = max(1, min(int(n), weight.shape[0]))
     cols = int(cols) if cols else math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    tiles = weight[:n].double().numpy().reshape(n, c, h, w)
+    tiles = weight[:n].double().numpy()
     scale = np.abs(tiles).reshape(n, -1).max(1).reshape(n, 1, 1, 1)
     tiles = tiles / np.where(scale > 0, scale, 1.0)
     height, width = rows * (h + gap) - gap, cols * (w + gap) - gap
@@ -78,7 +86,7 @@ def save_filters(model: nn.Module, out: str | Path, n: int = 100, cols: int | No
     """Draw :func:`filter_grid` to an image file (format from the suffix: .png, .pdf, .svg ...); return its path."""
     plt = pyplot("drawing filters")
     grid = filter_grid(model, n, cols)
-    name, weight = first_fc_weight(model)
+    name, weight = first_layer_filters(model)
     shown = min(int(n), weight.shape[0])
     height, width = grid.shape[:2]
     fig, ax = plt.subplots(figsize=(max(3.0, width / 12), max(3.0, height / 12) + 0.4))

@@ -167,6 +167,10 @@ def _validate_published(raw: Mapping[str, Any], where: str) -> None:
         _check_curve(metrics["top1_fgsm"], fgsm_epsilons(raw["dataset"]), where, "metrics.top1_fgsm")
     if "robustness" in metrics:
         _check_robustness(metrics["robustness"], raw["dataset"], where)
+    if "spike_rate" in metrics:  # spiking families: mean spikes per neuron per image
+        rate = metrics["spike_rate"]
+        _check(isinstance(rate, (int, float)) and not isinstance(rate, bool) and 0.0 <= rate < float("inf"), where,
+               "metrics.spike_rate", "a non-negative number (mean spikes per neuron per image)", rate)
 
 
 def _check_robustness(block: Any, dataset: str, where: str) -> None:
