@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from zoo.errors import ManifestError
-from zoo.evaluation.attacks import adversarial_images, has_rule_gradient, robust_top1, robustness_metrics
+from zoo.evaluation.attacks import (
+    adversarial_images,
+    has_rule_gradient,
+    robust_top1,
+    robustness_metrics,
+    zero_gradient_fraction,
+)
 from zoo.registry import get_family
 from zoo.weights.manifest import Entry
 
@@ -164,3 +170,28 @@ def test_pgd_at_zero_is_clean_accuracy_and_never_rises_with_epsilon() -> None:
         curve = list(robust_top1(model, images, labels, keys, attack="pgd", attack_model=attack_model).values())
         assert curve[0] == clean
         assert all(a >= b for a, b in zip(curve, curve[1:])), (attack_model, curve)
+
+
+class Scaled(nn.Module):
+    """A model whose logits are multiplied by ``scale`` (summed goodness, for instance, reaches such margins)."""
+
+    def __init__(self, model: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.model, self.scale = model, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x) * self.scale
+
+
+def test_an_attack_that_would_get_no_gradient_is_refused_not_weakened() -> None:
+    """Saturated logits give exactly zero input gradients: the attack is refused with the reason, never run."""
+    model = tiny("bp_mlp")
+    x, y = batch()
+    y = model(x).argmax(1)  # correctly classified: the saturated softmax then has no gradient at all
+    images = (x * 255).to(torch.uint8)
+    assert zero_gradient_fraction(model, x, y, "white_box") == 0.0
+    robust_top1(model, images, y, ("0.1",), attack="fgsm", attack_model="white_box")
+    saturated = Scaled(model, 1e6).eval()
+    assert zero_gradient_fraction(saturated, x, y, "white_box") == 1.0
+    with pytest.raises(ValueError, match="exactly zero for 100.0% of the images"):
+        robust_top1(saturated, images, y, ("0.1",), attack="fgsm", attack_model="white_box")

@@ -32,6 +32,7 @@ PGD_REL_STEPSIZE = 2.5 / PGD_STEPS
 ATTACK_SEED = 0
 ATTACK_BATCH = 500
 ATTACK_IMAGES = 1000  # the first test images; PGD on all 10,000 would cost 10x for the same comparison
+MAX_ZERO_GRADIENT = 0.01  # above this fraction of images with no gradient at all, an attack is refused
 
 
 def has_rule_gradient(model: nn.Module) -> bool:
@@ -81,6 +82,30 @@ def adversarial_images(model: nn.Module, x: Tensor, y: Tensor, epsilons: list[fl
     return [adv.detach() for adv in clipped]
 
 
+def zero_gradient_fraction(model: nn.Module, x: Tensor, y: Tensor, attack_model: str) -> float:
+    """The fraction of images whose cross-entropy input gradient (of ``attack_model``) is exactly zero: a softmax
+    saturated in float32 (logit margins beyond ~100, e.g. summed goodness), where FGSM and PGD cannot move."""
+    with input_gradient_of(model, attack_model):
+        give_labels(model, y)
+        try:
+            inputs = x.detach().clone().requires_grad_(True)
+            loss = nn.functional.cross_entropy(model(inputs), y, reduction="sum")
+            (grad,) = torch.autograd.grad(loss, inputs)
+        finally:
+            give_labels(model, None)
+    return float((grad.flatten(1).abs().amax(1) == 0).float().mean())
+
+
+def refuse_masked_gradients(model: nn.Module, x: Tensor, y: Tensor, attack_model: str) -> None:
+    """:class:`ValueError` if more than :data:`MAX_ZERO_GRADIENT` of the images give the attack no gradient: the
+    attack would be silently weaker, and its figures would read as robustness."""
+    fraction = zero_gradient_fraction(model, x, y, attack_model)
+    if fraction > MAX_ZERO_GRADIENT:
+        raise ValueError(f"{type(model).__name__}: the {attack_model} cross-entropy input gradient is exactly zero "
+                         f"for {fraction:.1%} of the images (saturated logits), so FGSM and PGD would be silently "
+                         f"weaker there; rescale the model's logits (a temperature) before attacking it")
+
+
 def _correct(model: nn.Module, x: Tensor, y: Tensor) -> int:
     with torch.no_grad():
         return int((model(x).argmax(1) == y).sum())
@@ -105,6 +130,7 @@ def robust_top1(model: nn.Module, images: Tensor, labels: Tensor, epsilon_keys: 
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device, torch.float32).div_(255.0)
         y = labels[start:start + batch_size].to(device)
+        refuse_masked_gradients(crafted_on, x, y, gradient)
         for key, adv in zip(epsilon_keys, adversarial_images(crafted_on, x, y, epsilons, attack, gradient)):
             correct[key] += _correct(model, adv, y)
     return {k: round(100.0 * c / len(labels), 2) for k, c in correct.items()}
