@@ -55,8 +55,9 @@ def test_logits_are_each_labels_goodness_summed_over_the_layers(embedding: str, 
     assert model.layers[0].in_features == (19 if embedding == "append" else 16)
     x = torch.rand(6, 1, 4, 4)
     read = slice(1 if skip_first else 0, None)  # Hinton's skip of the first layer, or every layer
+    units = sum([5, 4, 3][read])  # per unit read
     expected = torch.stack([torch.stack(by_hand_goodness(model, by_hand_embedding(x, k, embedding, 1.5))[read]).sum(0)
-                            for k in range(3)], 1)
+                            for k in range(3)], 1) / units
     for mode in (True, False):
         logits = model.train(mode)(x)
         assert logits.shape == (6, 3)

@@ -20,14 +20,17 @@ Network (:class:`FFNet`), on the flattened, normalised image ``v`` (:class:`~zoo
 * ``h_0 = e(v, k)``, ``h_l = relu(W_l n(h_{l-1}) + b_l)``; goodness ``g_l = sum_j h_{l,j}^2``.
 
 Logits (``model(x)``; training and eval mode alike, no label is read): for every class ``k``,
-``logit_k = sum_{l >= l_0} g_l(e(v, k))``, the goodness summed over the layers, with ``l_0 = 2`` when ``skip_first``
-(Hinton's choice: the first hidden layer sees the label directly) and ``l_0 = 1`` otherwise. Here the first layer
+``logit_k = sum_{l >= l_0} g_l(e(v, k)) / sum_{l >= l_0} width_l``, the goodness summed over the layers per unit
+read (the mean squared activity), with ``l_0 = 2`` when ``skip_first`` (Hinton's choice: the first hidden layer sees
+the label directly) and ``l_0 = 1`` otherwise. Here the first layer
 is the most accurate one (MNIST, 3 x 1000 units, after 2 epochs: 96.6 % alone, layers 2-3 93.4 %, all 95.5 %), so
-the default reads every layer. The logits are on the goodness scale (sums over every unit), so their softmax is
-sharp: where an image's margin exceeds ~100 the cross-entropy's input gradient underflows to zero in float32 (8 %
-of the test images after 2 epochs of a 2 x 500 probe net on 10k MNIST images), and a cross-entropy attack (FGSM)
-finds no direction there. The ``C`` first-layer inputs of an image differ only in the label values and share one
-norm, so they share one matrix product: ``W_1 n(e(v, k)) = (W_img v_img + s W_lab[:, k]) / rms(e(v, k))``.
+the default reads every layer. Summed over every unit, the goodness would make the softmax so sharp that
+the cross-entropy's input gradient underflows to zero in float32 wherever an image's margin exceeds ~100 (8 % of the
+test images after 2 epochs of a 2 x 500 probe net on 10k MNIST images), and a cross-entropy attack (FGSM, PGD) would
+find no direction there; per unit, the ranking is the same and the gradient survives (the zoo's attacks refuse a
+model where it does not, :func:`zoo.evaluation.attacks.refuse_masked_gradients`). The ``C`` first-layer inputs
+of an image differ only in the label values and share one norm, so they share one matrix product:
+``W_1 n(e(v, k)) = (W_img v_img + s W_lab[:, k]) / rms(e(v, k))``.
 
 Training (:class:`FFTrainer`), per batch ``(x, y)``:
 
@@ -171,8 +174,10 @@ class FFNet(nn.Module):
         return torch.stack(out, dim=-1)
 
     def forward(self, x: Tensor) -> Tensor:
-        """Logits ``[N, num_classes]``: each class's goodness summed over the layers read (no label is read)."""
-        return self.label_goodness(x)[..., self.first_goodness_layer:].sum(-1)
+        """Logits ``[N, num_classes]``: each class's goodness summed over the layers read, per unit read (no label
+        is read)."""
+        read = self.widths[self.first_goodness_layer:]
+        return self.label_goodness(x)[..., self.first_goodness_layer:].sum(-1) / sum(read)
 
 
 def hardest_wrong_labels(logits: Tensor, labels: Tensor) -> Tensor:
