@@ -1,7 +1,16 @@
 """README's generated tables (results from the manifest, learning rules from the registry) must be current."""
 from __future__ import annotations
 
-from training.readme_table import RESULTS, RULES, main, render_rules, render_table, updated_readme
+from training.readme_table import (
+    RESULTS,
+    RULES,
+    SEED_MODELS,
+    main,
+    render_rules,
+    render_seed_question,
+    render_table,
+    updated_readme,
+)
 from zoo.registry import families, rules
 from zoo.weights.manifest import read_manifest
 from zoo.weights.paths import REPO_ROOT
@@ -30,3 +39,14 @@ def test_rule_table_has_a_row_per_rule_naming_each_family() -> None:
         assert row.replace("\\|", "").count("|") == 5
     start, end = RULES
     assert updated_readme(f"{start}\n{end}", table, RULES) == f"{start}\n{table}\n{end}"
+
+
+def test_seed_question_table_shows_the_manifest_figures_of_its_three_models() -> None:
+    manifest = read_manifest(REPO_ROOT / "weights_manifest.json")
+    rows = render_seed_question(manifest).splitlines()[2:]
+    published = [i for i in SEED_MODELS if i in manifest.entries and manifest.entries[i].published]
+    assert len(rows) == len(published)
+    for row, model_id in zip(rows, published):
+        metrics = manifest.entries[model_id].metrics
+        cells = [c.strip() for c in row.split("|")[2:-1]]
+        assert cells[:4] == [f"{metrics['top1']:.2f}", *(f"{v:.2f}" for v in metrics["top1_noise"].values())]

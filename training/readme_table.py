@@ -12,6 +12,7 @@ from typing import Sequence
 
 from training.report import attack_table
 from zoo.data.catalog import DATASETS
+from zoo.evaluation.metric_grid import NOISE_SIGMAS, fgsm_epsilons
 from zoo.registry import families, rules
 from zoo.weights.manifest import Manifest, read_manifest
 from zoo.weights.paths import REPO_ROOT, manifest_path
@@ -20,6 +21,8 @@ RESULTS = ("<!-- results:start -->", "<!-- results:end -->")
 RULES = ("<!-- rules:start -->", "<!-- rules:end -->")
 ATTACKS = ("<!-- attacks:start -->", "<!-- attacks:end -->")
 ATTACK_DATASETS = ("mnist", "cifar10")
+SEED_QUESTION = ("<!-- seed-question:start -->", "<!-- seed-question:end -->")
+SEED_MODELS = ("bp_mlp.mnist", "ep_mlp.mnist", "krotov_mlp.mnist")  # backprop, feedback-driven, Hebbian
 FINE_TUNED_MARK = "†"
 
 
@@ -74,6 +77,25 @@ def render_attacks(manifest: Manifest) -> str:
     return "\n\n".join(tables)
 
 
+def render_seed_question(manifest: Manifest) -> str:
+    """Clean, Gaussian-noise, FGSM and PGD top-1 on MNIST of backprop, equilibrium propagation and Krotov's rule."""
+    entries = [manifest.entries[i] for i in SEED_MODELS if i in manifest.entries and manifest.entries[i].published]
+    if not entries:
+        return "No checkpoint of these families is published yet."
+    noise, fgsm = NOISE_SIGMAS, fgsm_epsilons("mnist")
+    lines = ["| model | clean | " + " | ".join(f"noise σ={s}" for s in noise) + " | "
+             + " | ".join(f"FGSM ε={e}" for e in fgsm) + " | PGD ε=0.1 (white-box, 1,000 images) |",
+             "|---|---|" + "---|" * (len(noise) + len(fgsm) + 1)]
+    for entry in entries:
+        m = entry.metrics
+        pgd = m.get("robustness", {}).get("top1_pgd", {}).get("white_box", {}).get("0.1")
+        lines.append(f"| `{entry.entrypoint}` ({entry.learning_rule}) | {m['top1']:.2f} | "
+                     + " | ".join(f"{m['top1_noise'][s]:.2f}" for s in noise) + " | "
+                     + " | ".join(f"{m['top1_fgsm'][e]:.2f}" for e in fgsm) + " | "
+                     + (f"{pgd:.1f}" if pgd is not None else "—") + " |")
+    return "\n".join(lines)
+
+
 def updated_readme(text: str, table: str, markers: tuple[str, str] = RESULTS) -> str:
     """README text with the table between the markers replaced."""
     start, end = markers
@@ -93,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     new = updated_readme(text, render_table(read_manifest(manifest_path())))
     new = updated_readme(new, render_rules(), RULES)
     new = updated_readme(new, render_attacks(read_manifest(manifest_path())), ATTACKS)
+    new = updated_readme(new, render_seed_question(read_manifest(manifest_path())), SEED_QUESTION)
     if args.check:
         if new != text:
             print("README.md's generated tables are out of date: run `python -m training.readme_table`",
