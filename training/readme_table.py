@@ -1,14 +1,16 @@
 """Regenerate README.md's generated tables (``python -m training.readme_table``): the results table and the attack
-comparison from the weights manifest, and the learning-rule table from the registry.
+comparison from the weights manifest, the learning-rule table from the registry, and the Krotov width table from
+``results/krotov_width.json`` (written by ``benchmarks/krotov_width.py``).
 
 ``--check`` exits non-zero if README.md is out of date instead of rewriting it.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 from training.report import attack_table
 from zoo.data.catalog import DATASETS
@@ -24,6 +26,8 @@ ATTACK_DATASETS = ("mnist", "cifar10")
 SEED_QUESTION = ("<!-- seed-question:start -->", "<!-- seed-question:end -->")
 SEED_MODELS = ("bp_mlp.mnist", "ep_mlp.mnist", "krotov_mlp.mnist")  # backprop, feedback-driven, Hebbian
 FINE_TUNED_MARK = "†"
+KROTOV_WIDTH = ("<!-- krotov-width:start -->", "<!-- krotov-width:end -->")
+KROTOV_WIDTH_RESULTS = REPO_ROOT / "results" / "krotov_width.json"
 
 
 def _cell(manifest: Manifest, model_id: str) -> str:
@@ -96,6 +100,31 @@ def render_seed_question(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
+def render_krotov_width(results: Mapping[str, Any]) -> str:
+    """Markdown table of ``benchmarks/krotov_width.py``'s results: zoo top-1 beside the seed project's, per width."""
+    seed = results["seed_figures"]
+    measured = {(r["dataset"], r["family"], r["width"]): r["top1"] for r in results["rows"]}
+    lines = ["| dataset | hidden units | Krotov (zoo) | Krotov (seed) | backprop, 1 hidden layer (zoo) | "
+             "backprop (seed) |", "|---|---|---|---|---|---|"]
+    for dataset, by_family in seed.items():
+        for width in sorted(int(w) for w in by_family["krotov_mlp"]):
+            cells = []
+            for family in ("krotov_mlp", "bp_mlp"):
+                zoo = measured.get((dataset, family, width))
+                cells += ["—" if zoo is None else f"{zoo:.2f}", f"{by_family[family][str(width)]}"]
+            lines.append(f"| {DATASETS[dataset].title} | {width:,} | " + " | ".join(cells) + " |")
+    if results.get("smoke"):
+        lines.append("\n*Smoke run (500 training images, 2 epochs): these figures check the pipeline only.*")
+    return "\n".join(lines)
+
+
+def krotov_width_block() -> str:
+    """The README block of the width benchmark, or a line saying it has not been run."""
+    if not KROTOV_WIDTH_RESULTS.is_file():
+        return "Not measured yet: run `python benchmarks/krotov_width.py`."
+    return render_krotov_width(json.loads(KROTOV_WIDTH_RESULTS.read_text()))
+
+
 def updated_readme(text: str, table: str, markers: tuple[str, str] = RESULTS) -> str:
     """README text with the table between the markers replaced."""
     start, end = markers
@@ -116,6 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     new = updated_readme(new, render_rules(), RULES)
     new = updated_readme(new, render_attacks(read_manifest(manifest_path())), ATTACKS)
     new = updated_readme(new, render_seed_question(read_manifest(manifest_path())), SEED_QUESTION)
+    new = updated_readme(new, krotov_width_block(), KROTOV_WIDTH)
     if args.check:
         if new != text:
             print("README.md's generated tables are out of date: run `python -m training.readme_table`",
