@@ -9,8 +9,10 @@ from training.readme_table import (
     render_rules,
     render_seed_question,
     render_table,
+    render_targets,
     updated_readme,
 )
+from training.targets import TARGETS
 from zoo.registry import families, rules
 from zoo.weights.manifest import read_manifest
 from zoo.weights.paths import REPO_ROOT
@@ -50,3 +52,18 @@ def test_seed_question_table_shows_the_manifest_figures_of_its_three_models() ->
         metrics = manifest.entries[model_id].metrics
         cells = [c.strip() for c in row.split("|")[2:-1]]
         assert cells[:4] == [f"{metrics['top1']:.2f}", *(f"{v:.2f}" for v in metrics["top1_noise"].values())]
+
+
+def test_targets_name_manifest_checkpoints_and_the_table_marks_each_against_its_bar() -> None:
+    manifest = read_manifest(REPO_ROOT / "weights_manifest.json")
+    assert set(TARGETS) <= set(manifest.entries)
+    rows = {row.split("|")[1].strip(" `"): row for row in render_targets(manifest).splitlines()[2:]}
+    assert set(rows) == set(TARGETS)
+    for model_id, target in TARGETS.items():
+        entry, cell = manifest.entries[model_id], rows[model_id].split("|")[2].strip()
+        if not entry.published:
+            assert cell == "pending"
+        elif entry.metrics["top1"] >= target.bar:
+            assert cell == f"**{entry.metrics['top1']:.2f}**"
+        else:
+            assert cell == f"{entry.metrics['top1']:.2f} (below)"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from training.report import attack_table
+from training.targets import TARGETS
 from zoo.data.catalog import DATASETS
 from zoo.evaluation.metric_grid import NOISE_SIGMAS, fgsm_epsilons
 from zoo.registry import families, rules
@@ -26,6 +27,7 @@ ATTACK_DATASETS = ("mnist", "cifar10")
 SEED_QUESTION = ("<!-- seed-question:start -->", "<!-- seed-question:end -->")
 SEED_MODELS = ("bp_mlp.mnist", "ep_mlp.mnist", "krotov_mlp.mnist")  # backprop, feedback-driven, Hebbian
 FINE_TUNED_MARK = "†"
+TARGETS_BLOCK = ("<!-- targets:start -->", "<!-- targets:end -->")
 KROTOV_WIDTH = ("<!-- krotov-width:start -->", "<!-- krotov-width:end -->")
 KROTOV_WIDTH_RESULTS = REPO_ROOT / "results" / "krotov_width.json"
 
@@ -100,6 +102,22 @@ def render_seed_question(manifest: Manifest) -> str:
     return "\n".join(lines)
 
 
+def render_targets(manifest: Manifest) -> str:
+    """Markdown table: every checkpoint with a bar (:data:`training.targets.TARGETS`), its measured top-1 beside it."""
+    order = {tag: i for i, tag in enumerate(DATASETS)}
+    lines = ["| checkpoint | top-1 | bar | anchor |", "|---|---|---|---|"]
+    for model_id in sorted(TARGETS, key=lambda i: (order[i.split(".")[1]], i)):
+        target, entry = TARGETS[model_id], manifest.entries.get(model_id)
+        if entry is None or not entry.published:
+            measured = "pending"
+        elif entry.metrics["top1"] >= target.bar:
+            measured = f"**{entry.metrics['top1']:.2f}**"
+        else:
+            measured = f"{entry.metrics['top1']:.2f} (below)"
+        lines.append(f"| `{model_id}` | {measured} | {target.bar:g} | {target.anchor} |")
+    return "\n".join(lines)
+
+
 def render_krotov_width(results: Mapping[str, Any]) -> str:
     """Markdown table of ``benchmarks/krotov_width.py``'s results: zoo top-1 beside the seed project's, per width."""
     seed = results["seed_figures"]
@@ -146,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     new = updated_readme(new, render_attacks(read_manifest(manifest_path())), ATTACKS)
     new = updated_readme(new, render_seed_question(read_manifest(manifest_path())), SEED_QUESTION)
     new = updated_readme(new, krotov_width_block(), KROTOV_WIDTH)
+    new = updated_readme(new, render_targets(read_manifest(manifest_path())), TARGETS_BLOCK)
     if args.check:
         if new != text:
             print("README.md's generated tables are out of date: run `python -m training.readme_table`",

@@ -1,0 +1,68 @@
+"""The accuracy each checkpoint must reach (the issues' bars) and the published figures it is compared with.
+
+One place for them: README's "bars and anchors" table (:func:`training.readme_table.render_targets`) reads this
+table and sets each published checkpoint's measured top-1 beside its bar.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+
+class Target(NamedTuple):
+    """The top-1 (%) a checkpoint must reach and the literature figure it is compared with ("" when none)."""
+
+    bar: float
+    anchor: str = ""
+
+
+_BIOTORCH_CNN = "BioTorch small CNN"
+_BIOTORCH_LENET = "BioTorch LeNet"
+
+TARGETS: dict[str, Target] = {
+    # CIFAR-10 for the first families (issue 11)
+    "bp_mlp.cifar10": Target(58, "backprop, 1 hidden layer: 54.2–55.0 (seed project)"),
+    "fa_mlp.cifar10": Target(52, "FC feedback-alignment nets ≈ 50 (seed projects)"),
+    "dfa_mlp.cifar10": Target(52, "FC feedback-alignment nets ≈ 50 (seed projects)"),
+    "usf_mlp.cifar10": Target(55),
+    "drtp_mlp.cifar10": Target(42, "Frenkel et al. 2021 (FC)"),
+    "dtp_mlp.cifar10": Target(48, "Lee 2015 / Meulemans 2020 (FC) ≈ 50"),
+    "krotov_mlp.cifar10": Target(50, "Krotov–Hopfield, 2000 units: 49.0 (seed project)"),
+    "krotov_fc.cifar10": Target(50, "Krotov–Hopfield, 2000 units: 49.0 (seed project)"),
+    "krotov_fa.cifar10": Target(50, "Krotov–Hopfield, 2000 units: 49.0 (seed project)"),
+    "semihebb_mlp.cifar10": Target(45),
+    "bp_lenet.cifar10": Target(72),
+    "usf_lenet.cifar10": Target(70),
+    "brsf_lenet.cifar10": Target(70),
+    "frsf_lenet.cifar10": Target(70),
+    "fa_lenet.cifar10": Target(58, f"{_BIOTORCH_LENET}: 53.3 (SGD) / 59.3 (Adam)"),
+    "dfa_lenet.cifar10": Target(58, f"{_BIOTORCH_LENET}: 45.8 (SGD) / 62.4 (Adam)"),
+    "bp_cnn.cifar10": Target(82, f"{_BIOTORCH_CNN}: 85.8 (SGD) / 84.1 (Adam)"),
+    "usf_cnn.cifar10": Target(80, f"{_BIOTORCH_CNN}: 83.8"),
+    "brsf_cnn.cifar10": Target(80, f"{_BIOTORCH_CNN}: 84.0"),
+    "frsf_cnn.cifar10": Target(80, f"{_BIOTORCH_CNN}: 83.1"),
+    "fa_cnn.cifar10": Target(58, f"{_BIOTORCH_CNN}: 53.3 (SGD) / 59.3 (Adam)"),
+    "dfa_cnn.cifar10": Target(60, f"{_BIOTORCH_CNN}: 45.8 (SGD) / 62.4 (Adam)"),
+    # Fashion-MNIST LeNets against BioTorch's (validation-split) figures (issue 11)
+    "fa_lenet.fashion_mnist": Target(87.2, f"{_BIOTORCH_LENET} (validation split): 86.9–87.2"),
+    "dfa_lenet.fashion_mnist": Target(87.2, f"{_BIOTORCH_LENET} (validation split): 86.9–87.2"),
+    # spiking nets and equilibrium propagation (issue 12)
+    "snn_mlp.mnist": Target(98.0, "snnTorch tutorial FC SNN ≈ 93–94 after one epoch"),
+    "snn_mlp.fashion_mnist": Target(88),
+    "snn_mlp.cifar10": Target(50),
+    "snn_lenet.mnist": Target(99.2, "surrogate-gradient conv SNNs ≈ 99.4"),
+    "snn_lenet.fashion_mnist": Target(90),
+    "snn_lenet.cifar10": Target(65),
+    "ep_mlp.mnist": Target(97.5, "EP with one or two hidden layers ≈ 97–98"),
+    "ep_mlp.fashion_mnist": Target(87),
+    "ep_mlp.cifar10": Target(48),
+    # SoftHebb, Forward-Forward, PEPITA (issue 13)
+    "softhebb_cnn.mnist": Target(99.0, "Journé et al. 2023: 99.4"),
+    "softhebb_cnn.fashion_mnist": Target(90),
+    "softhebb_cnn.cifar10": Target(75, "Journé et al. 2023: 80.3 (up to five blocks, 96-384-1536 wide)"),
+    "ff_mlp.mnist": Target(98.3, "Hinton 2022: 98.64 (4 × 2000 units)"),
+    "ff_mlp.fashion_mnist": Target(88),
+    "ff_mlp.cifar10": Target(50),
+    "pepita_mlp.mnist": Target(98.0, "Dellaferrera & Kreiman 2022 ≈ 98"),
+    "pepita_mlp.fashion_mnist": Target(88),
+    "pepita_mlp.cifar10": Target(50, "Dellaferrera & Kreiman 2022 ≈ 52"),
+}
