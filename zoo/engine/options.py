@@ -3,7 +3,7 @@ learning-rate schedule every gradient-trained part builds from them."""
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
@@ -47,3 +47,30 @@ def schedule_factor(name: str, progress: float) -> float:
     if name == "step":
         return float(STEP_FACTOR ** sum(progress >= m for m in STEP_MILESTONES))
     return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def layer_rates(lrs: Any, layers: Sequence[torch.nn.Linear], owner: str) -> list[float]:
+    """``lrs`` as floats if it lists one non-negative learning rate per layer of ``layers`` (bottom first)."""
+    if not isinstance(lrs, (list, tuple)) or len(lrs) != len(layers) \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in lrs):
+        hidden = [layer.out_features for layer in layers[:-1]]
+        raise ValueError(f"{owner}: lrs must list {len(layers)} non-negative learning rates, one per weight layer "
+                         f"(bottom first: hidden {hidden}, then the output layer), got {lrs!r}")
+    return [float(v) for v in lrs]
+
+
+def layerwise_optimizer(layers: Sequence[torch.nn.Module], lrs: Sequence[float], config: Mapping[str, Any]
+                        ) -> torch.optim.Optimizer:
+    """One optimizer (``config``'s ``optimizer``, ``momentum``, ``weight_decay``) with a parameter group per layer,
+    each at its own learning rate; :func:`scale_layer_rates` applies a schedule to them."""
+    optimizer = make_optimizer(layers[0].parameters(), config["optimizer"], lrs[0],
+                               momentum=float(config["momentum"]), weight_decay=float(config["weight_decay"]))
+    for layer, lr in zip(layers[1:], lrs[1:]):
+        optimizer.add_param_group({"params": list(layer.parameters()), "lr": lr})
+    return optimizer
+
+
+def scale_layer_rates(optimizer: torch.optim.Optimizer, lrs: Sequence[float], factor: float) -> None:
+    """Set each parameter group of a :func:`layerwise_optimizer` to its base rate times ``factor``."""
+    for group, lr in zip(optimizer.param_groups, lrs):
+        group["lr"] = lr * factor

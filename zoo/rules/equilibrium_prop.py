@@ -57,7 +57,7 @@ from torch.nn import functional as F
 
 from zoo.archs.image_input import ImageInput
 from zoo.engine.distributed import SINGLE, Collective
-from zoo.engine.options import check_schedule, make_optimizer, schedule_factor
+from zoo.engine.options import check_schedule, layer_rates, layerwise_optimizer, scale_layer_rates, schedule_factor
 from zoo.engine.trainer import Trainer
 from zoo.evaluation.alignment import angle_degrees
 from zoo.rules.base import Rule, Variant
@@ -278,28 +278,13 @@ class EPTrainer(Trainer):
         self.nudged_steps = config["nudged_steps"]
         if isinstance(self.nudged_steps, bool) or not isinstance(self.nudged_steps, int) or self.nudged_steps < 1:
             raise ValueError(f"EPTrainer: nudged_steps must be an int >= 1, got {self.nudged_steps!r}")
-        self.lrs = self._layer_rates(config["lrs"])
-        self.schedule = check_schedule(config["schedule"])
         layers = self.net.linears()
-        self.optimizer = make_optimizer(layers[0].parameters(), config["optimizer"], self.lrs[0],
-                                        momentum=float(config["momentum"]),
-                                        weight_decay=float(config["weight_decay"]))
-        for layer, lr in zip(layers[1:], self.lrs[1:]):
-            self.optimizer.add_param_group({"params": list(layer.parameters()), "lr": lr})
-
-    def _layer_rates(self, lrs: Any) -> list[float]:
-        count = len(self.net.layers)
-        if not isinstance(lrs, (list, tuple)) or len(lrs) != count \
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in lrs):
-            hidden = [layer.out_features for layer in self.net.linears()[:-1]]
-            raise ValueError(f"EPTrainer: lrs must list {count} non-negative learning rates, one per weight layer "
-                             f"(bottom first: hidden {hidden}, then the output layer), got {lrs!r}")
-        return [float(v) for v in lrs]
+        self.lrs = layer_rates(config["lrs"], layers, "EPTrainer")
+        self.schedule = check_schedule(config["schedule"])
+        self.optimizer = layerwise_optimizer(layers, self.lrs, config)
 
     def step(self, x: Tensor, y: Tensor) -> float:
-        factor = schedule_factor(self.schedule, self.progress())
-        for group, lr in zip(self.optimizer.param_groups, self.lrs):
-            group["lr"] = lr * factor
+        scale_layer_rates(self.optimizer, self.lrs, schedule_factor(self.schedule, self.progress()))
         estimate = ep_update(self.net, x, y, self.beta, self.nudged_steps, self.symmetric)
         for name, p in self.net.named_parameters():
             p.grad = -estimate.update[name]
