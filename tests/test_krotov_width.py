@@ -74,3 +74,14 @@ def test_smoke_run_trains_every_point_writes_the_table_and_reuses_finished_point
     table = render_krotov_width(json.loads(results.read_text()))
     assert f"| CIFAR-10 | 1,000 | {points[('krotov_mlp', 1000)]['top1']:.2f} | 46.5 |" in table
     assert "Smoke run" in table and "| MNIST | 200 | — | 95.7 | — | 97.9 |" in table
+
+
+def test_the_readme_table_comes_from_full_runs_of_the_benchmark_as_it_is_today() -> None:
+    kw = load_benchmark()
+    payload = json.loads(KROTOV_WIDTH_RESULTS.read_text())
+    assert payload["smoke"] is False and payload["bp_epochs"] == kw.BP_EPOCHS
+    assert payload["rows"], "results/krotov_width.json holds no measured point"
+    for row in payload["rows"]:
+        args = kw.train_arguments(row["family"], row["dataset"], row["width"], smoke=False)
+        assert row["command"] == "python -m training.train " + " ".join(args)
+        assert row["width"] in kw.WIDTHS[row["dataset"]] and 0.0 < row["top1"] <= 100.0

@@ -131,6 +131,8 @@ def render_krotov_width(results: Mapping[str, Any]) -> str:
                 zoo = measured.get((dataset, family, width))
                 cells += ["—" if zoo is None else f"{zoo:.2f}", f"{by_family[family][str(width)]}"]
             lines.append(f"| {DATASETS[dataset].title} | {width:,} | " + " | ".join(cells) + " |")
+    lines.append(f"\nZoo figures: top-1 on the full official test split; backprop trained for {results['bp_epochs']} "
+                 "epochs. Seed figures: validation accuracies.")
     if results.get("smoke"):
         lines.append("\n*Smoke run (500 training images, 2 epochs): these figures check the pipeline only.*")
     return "\n".join(lines)
