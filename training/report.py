@@ -141,7 +141,7 @@ def filters_figure(entry: Entry) -> Figure:
         from zoo.api import load
         from zoo.evaluation.filters import save_filters
 
-        save_filters(load(entry.id, source="local"), path, title=f"{entry.id}: first 100 units")
+        save_filters(load(entry.id, source="local"), path, title=entry.id)
 
     return Figure(f"filters-{entry.id}.png", f"{entry.id}: learned receptive fields", entry.sha256, draw)
 

@@ -83,7 +83,8 @@ def filter_grid(model: nn.Module, n: int = 100, cols: int | None = None, gap: in
 
 def save_filters(model: nn.Module, out: str | Path, n: int = 100, cols: int | None = None,
                  title: str | None = None) -> Path:
-    """Draw :func:`filter_grid` to an image file (format from the suffix: .png, .pdf, .svg ...); return its path."""
+    """Draw :func:`filter_grid` to an image file (format from the suffix: .png, .pdf, .svg ...), captioned with
+    ``title`` (default: the layer's name) and how many units it shows; return its path."""
     plt = pyplot("drawing filters")
     grid = filter_grid(model, n, cols)
     name, weight = first_layer_filters(model)
@@ -96,8 +97,7 @@ def save_filters(model: nn.Module, out: str | Path, n: int = 100, cols: int | No
     else:
         ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(title or f"{name}: first {shown} of {weight.shape[0]} units (each scaled by its max |w|)",
-                 fontsize=8)
+    ax.set_title(f"{title or name}: first {shown} of {weight.shape[0]} units (each scaled by its max |w|)", fontsize=8)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=150, bbox_inches="tight")
