@@ -25,7 +25,8 @@ RULES = ("<!-- rules:start -->", "<!-- rules:end -->")
 ATTACKS = ("<!-- attacks:start -->", "<!-- attacks:end -->")
 ATTACK_DATASETS = ("mnist", "cifar10")
 SEED_QUESTION = ("<!-- seed-question:start -->", "<!-- seed-question:end -->")
-SEED_MODELS = ("bp_mlp.mnist", "ep_mlp.mnist", "krotov_mlp.mnist")  # backprop, feedback-driven, Hebbian
+# backprop, feedback-driven (equilibrium propagation, deep feedback control), Hebbian
+SEED_MODELS = ("bp_mlp.mnist", "ep_mlp.mnist", "dfc_mlp.mnist", "krotov_mlp.mnist")
 FINE_TUNED_MARK = "†"
 TARGETS_BLOCK = ("<!-- targets:start -->", "<!-- targets:end -->")
 KROTOV_WIDTH = ("<!-- krotov-width:start -->", "<!-- krotov-width:end -->")
@@ -84,7 +85,8 @@ def render_attacks(manifest: Manifest) -> str:
 
 
 def render_seed_question(manifest: Manifest) -> str:
-    """Clean, Gaussian-noise, FGSM and PGD top-1 on MNIST of backprop, equilibrium propagation and Krotov's rule."""
+    """Clean, Gaussian-noise, FGSM and PGD top-1 on MNIST of backprop, equilibrium propagation, deep feedback control
+    and Krotov's rule (those published)."""
     entries = [manifest.entries[i] for i in SEED_MODELS if i in manifest.entries and manifest.entries[i].published]
     if not entries:
         return "No checkpoint of these families is published yet."

@@ -45,7 +45,7 @@ TARGETS: dict[str, Target] = {
     # Fashion-MNIST LeNets against BioTorch's (validation-split) figures (issue 11)
     "fa_lenet.fashion_mnist": Target(87.2, f"{_BIOTORCH_LENET} (validation split): 86.9–87.2"),
     "dfa_lenet.fashion_mnist": Target(87.2, f"{_BIOTORCH_LENET} (validation split): 86.9–87.2"),
-    # spiking nets and equilibrium propagation (issue 12)
+    # spiking nets, equilibrium propagation and deep feedback control (issue 12)
     "snn_mlp.mnist": Target(98.0, "snnTorch tutorial FC SNN ≈ 93–94 after one epoch"),
     "snn_mlp.fashion_mnist": Target(88),
     "snn_mlp.cifar10": Target(50),
@@ -55,6 +55,9 @@ TARGETS: dict[str, Target] = {
     "ep_mlp.mnist": Target(97.5, "EP with one or two hidden layers ≈ 97–98"),
     "ep_mlp.fashion_mnist": Target(87),
     "ep_mlp.cifar10": Target(48),
+    "dfc_mlp.mnist": Target(97.5, "DFC ≈ 98 (Meulemans et al. 2021)"),
+    "dfc_mlp.fashion_mnist": Target(87),
+    "dfc_mlp.cifar10": Target(48),
     # SoftHebb, Forward-Forward, PEPITA (issue 13)
     "softhebb_cnn.mnist": Target(99.0, "Journé et al. 2023: 99.4"),
     "softhebb_cnn.fashion_mnist": Target(90),
