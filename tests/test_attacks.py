@@ -8,8 +8,10 @@ from torch import nn
 
 from zoo.errors import ManifestError
 from zoo.evaluation.attacks import (
+    Tempered,
     adversarial_images,
     has_rule_gradient,
+    logit_temperature,
     robust_top1,
     robustness_metrics,
     zero_gradient_fraction,
@@ -110,6 +112,16 @@ def test_transfer_uses_the_source_and_robustness_block_is_valid() -> None:
         Entry.from_dict(manifest_entry({"robustness": broken}))
     with pytest.raises(ManifestError, match="transfer_source"):
         Entry.from_dict(manifest_entry({"robustness": {**block, "transfer_source": None}}))
+    assert block["logit_temperature"] == {"white_box": 1.0, "rule_gradient": 1.0, "transfer": 1.0}
+    unrecorded = {k: v for k, v in block.items() if k != "logit_temperature"}
+    with pytest.raises(ManifestError, match="missing required field.*logit_temperature"):
+        Entry.from_dict(manifest_entry({"robustness": unrecorded}))
+    mismatched = {**block, "top1_fgsm": {"white_box": block["top1_fgsm"]["white_box"]}}
+    with pytest.raises(ManifestError, match="the same attack models for every attack"):
+        Entry.from_dict(manifest_entry({"robustness": mismatched}))
+    for wrong in ({"white_box": 1.0}, {**block["logit_temperature"], "white_box": 3.0}):
+        with pytest.raises(ManifestError, match="logit_temperature"):
+            Entry.from_dict(manifest_entry({"robustness": {**block, "logit_temperature": wrong}}))
 
 
 def manifest_entry(extra_metrics: dict[str, object], model_id: str = "fa_mlp.mnist") -> dict[str, object]:
@@ -135,9 +147,9 @@ def test_robustness_curves_are_the_recorded_figures_drawn_and_written(tmp_path) 
     from zoo.evaluation.robustness_plots import attack_curves, write_robustness_curves
 
     curve = {"0.05": 90.0, "0.1": 50.0, "0.2": 10.0, "0.3": 1.0}
+    models = {"white_box": curve, "rule_gradient": curve, "transfer": curve}
     block = {"n_eval": 10, "top1_clean": 99.0, "pgd": {"steps": 20}, "transfer_source": "bp_mlp.mnist",
-             "top1_fgsm": {"white_box": curve, "transfer": curve}, "top1_pgd": {"white_box": curve,
-                                                                                  "rule_gradient": curve}}
+             "logit_temperature": dict.fromkeys(models, 1.0), "top1_fgsm": models, "top1_pgd": models}
     measured = Entry.from_dict(manifest_entry({"robustness": block, "top1_fgsm": {"0.05": 70.0, "0.1": 40.0}}))
     bare = Entry.from_dict(manifest_entry({}, "bp_mlp.mnist"))
     paths = write_robustness_curves([measured, bare], tmp_path / "out")
@@ -195,3 +207,34 @@ def test_an_attack_that_would_get_no_gradient_is_refused_not_weakened() -> None:
     assert zero_gradient_fraction(saturated, x, y, "white_box") == 1.0
     with pytest.raises(ValueError, match="exactly zero for 100.0% of the images"):
         robust_top1(saturated, images, y, ("0.1",), attack="fgsm", attack_model="white_box")
+
+
+def test_saturated_logits_are_attacked_at_the_smallest_temperature_that_restores_the_gradient() -> None:
+    """A model whose softmax is one-hot in float32 is measured, not refused: its logits are divided by the smallest
+    listed temperature that gives (nearly) every image a gradient, recorded in the block; predictions are unchanged
+    and the attack bites. Beyond the largest temperature the model is still refused."""
+    torch.manual_seed(6)
+    family = get_family("bp_mlp")
+    model = family.build_model(family.arch_for("mnist", hidden=[16])).eval()
+    images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
+    with torch.no_grad():
+        labels = model(images.float() / 255).argmax(1)  # all correct: a saturated softmax has no gradient at all
+    saturated = Scaled(model, 1e4).eval()
+    x = images.float() / 255
+    assert zero_gradient_fraction(saturated, x, labels, "white_box") > 0.5
+    chosen = logit_temperature(saturated, images, labels, "white_box")
+    assert chosen > 1.0
+    assert zero_gradient_fraction(Tempered(saturated, chosen), x, labels, "white_box") <= 0.01
+    assert zero_gradient_fraction(Tempered(saturated, chosen / 10), x, labels, "white_box") > 0.01
+
+    block = robustness_metrics(saturated, images, labels, "mnist")
+    assert block["logit_temperature"] == {"white_box": chosen}
+    assert block["top1_clean"] == 100.0
+    assert block["top1_pgd"]["white_box"]["0.3"] < 50.0  # the attack finds its way where it had no gradient
+    assert Entry.from_dict(manifest_entry({"robustness": block})).metrics["robustness"] == block
+
+    hopeless = Scaled(model, 1e12).eval()
+    with pytest.raises(ValueError, match="even with the logits divided by 10000"):
+        robustness_metrics(hopeless, images, labels, "mnist")
+    with pytest.raises(ValueError, match="a logit temperature must be a positive number"):
+        Tempered(model, 0.0)

@@ -135,3 +135,8 @@ def test_robustness_is_recorded_then_verified(tiny_zoo) -> None:
     tiny_zoo.manifest.write_text(json.dumps(raw))
     bad = run("verify", tiny_zoo.model_id, "--robustness")
     assert bad.returncode == 1 and "FAIL" in bad.stdout
+    curve["0.05"] = block["top1_pgd"]["white_box"]["0.05"]
+    raw["weights"][0]["metrics"]["robustness"]["logit_temperature"]["white_box"] = 10.0
+    tiny_zoo.manifest.write_text(json.dumps(raw))
+    tempered = run("verify", tiny_zoo.model_id, "--robustness")
+    assert tempered.returncode == 1 and "FAIL" in tempered.stdout and "logit_temperature" in tempered.stdout

@@ -13,6 +13,12 @@ Which gradient an attacker follows decides what a robustness figure means for a 
 
 PGD: ``PGD_STEPS`` steps of ``2.5 * eps / PGD_STEPS`` from a uniform random start, one restart (Madry et al.'s
 step rule); FGSM: one step of size ``eps``. All images stay in [0, 1]. Runs are seeded (``ATTACK_SEED``).
+
+Saturated logits (margins beyond ~100, where the float32 softmax is exactly one-hot) give the cross-entropy no input
+gradient at all, and an attack there would silently do nothing. The attacked logits are therefore divided by a
+temperature: the smallest of :data:`LOGIT_TEMPERATURES` that leaves at most :data:`MAX_ZERO_GRADIENT` of the images
+without a gradient (:func:`logit_temperature`), recorded per attack model in the manifest. Dividing by a positive
+number changes no prediction, only the loss the attack climbs; a model no temperature rescues is refused.
 """
 from __future__ import annotations
 
@@ -24,7 +30,13 @@ from torch import Tensor, nn
 
 from zoo.engine.devices import model_device
 from zoo.evaluation.extras import optional_import
-from zoo.evaluation.metric_grid import ATTACK_MODELS, ATTACKS, attack_epsilons, perturbation_size
+from zoo.evaluation.metric_grid import (
+    ATTACK_MODELS,
+    ATTACKS,
+    LOGIT_TEMPERATURES,
+    attack_epsilons,
+    perturbation_size,
+)
 from zoo.rules.base import RuleLayer, give_labels
 
 PGD_STEPS = 20
@@ -33,6 +45,19 @@ ATTACK_SEED = 0
 ATTACK_BATCH = 500
 ATTACK_IMAGES = 1000  # the first test images; PGD on all 10,000 would cost 10x for the same comparison
 MAX_ZERO_GRADIENT = 0.01  # above this fraction of images with no gradient at all, an attack is refused
+
+
+class Tempered(nn.Module):
+    """``model`` with its logits divided by ``temperature`` (the same predictions, a softer softmax)."""
+
+    def __init__(self, model: nn.Module, temperature: float) -> None:
+        super().__init__()
+        if not temperature > 0:
+            raise ValueError(f"a logit temperature must be a positive number, got {temperature!r}")
+        self.model, self.temperature = model, float(temperature)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x) / self.temperature
 
 
 def has_rule_gradient(model: nn.Module) -> bool:
@@ -103,7 +128,29 @@ def refuse_masked_gradients(model: nn.Module, x: Tensor, y: Tensor, attack_model
     if fraction > MAX_ZERO_GRADIENT:
         raise ValueError(f"{type(model).__name__}: the {attack_model} cross-entropy input gradient is exactly zero "
                          f"for {fraction:.1%} of the images (saturated logits), so FGSM and PGD would be silently "
-                         f"weaker there; rescale the model's logits (a temperature) before attacking it")
+                         f"weaker there; accepted: at most {MAX_ZERO_GRADIENT:.0%}")
+
+
+def logit_temperature(model: nn.Module, images: Tensor, labels: Tensor, attack_model: str, *,
+                      batch_size: int = ATTACK_BATCH) -> float:
+    """The smallest of :data:`LOGIT_TEMPERATURES` at which at most :data:`MAX_ZERO_GRADIENT` of the uint8
+    ``images`` give ``model``'s ``attack_model`` cross-entropy no input gradient; :class:`ValueError` naming the
+    fraction left at the largest one otherwise."""
+    device = model_device(model)
+    fraction = 1.0
+    for temperature in LOGIT_TEMPERATURES:
+        tempered = Tempered(model, temperature)
+        zeros = 0.0
+        for start in range(0, len(images), batch_size):
+            x = images[start:start + batch_size].to(device, torch.float32).div_(255.0)
+            y = labels[start:start + batch_size].to(device)
+            zeros += zero_gradient_fraction(tempered, x, y, attack_model) * len(y)
+        fraction = zeros / len(labels)
+        if fraction <= MAX_ZERO_GRADIENT:
+            return temperature
+    raise ValueError(f"{type(model).__name__}: the {attack_model} cross-entropy input gradient is exactly zero for "
+                     f"{fraction:.1%} of the images even with the logits divided by {LOGIT_TEMPERATURES[-1]:g} "
+                     f"(accepted: at most {MAX_ZERO_GRADIENT:.0%}), so FGSM and PGD cannot be run on it")
 
 
 def _correct(model: nn.Module, x: Tensor, y: Tensor) -> int:
@@ -112,16 +159,18 @@ def _correct(model: nn.Module, x: Tensor, y: Tensor) -> int:
 
 
 def robust_top1(model: nn.Module, images: Tensor, labels: Tensor, epsilon_keys: tuple[str, ...], *, attack: str,
-                attack_model: str, source: nn.Module | None = None,
+                attack_model: str, source: nn.Module | None = None, temperature: float = 1.0,
                 batch_size: int = ATTACK_BATCH) -> dict[str, float]:
-    """Top-1 (%) of ``model`` on adversarial versions of uint8 ``images``, per ε key. ``transfer`` crafts them
-    white-box on ``source`` (the backprop model of the same architecture)."""
+    """Top-1 (%) of ``model`` on adversarial versions of uint8 ``images``, per ε key, crafted on the logits divided
+    by ``temperature``. ``transfer`` crafts them white-box on ``source`` (the backprop model of the same
+    architecture). Refused (:class:`ValueError`) where that temperature leaves the attack without gradients."""
     if attack_model not in ATTACK_MODELS:
         raise ValueError(f"unknown attack model {attack_model!r}; accepted: {ATTACK_MODELS}")
     if attack_model == "transfer" and source is None:
         raise ValueError("a transfer attack needs the source model it is crafted on")
     crafted_on, gradient = (source, "white_box") if attack_model == "transfer" else (model, attack_model)
     assert crafted_on is not None
+    tempered = Tempered(crafted_on, temperature)
     device = model_device(model)
     model.eval()
     torch.manual_seed(ATTACK_SEED)
@@ -130,8 +179,8 @@ def robust_top1(model: nn.Module, images: Tensor, labels: Tensor, epsilon_keys: 
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size].to(device, torch.float32).div_(255.0)
         y = labels[start:start + batch_size].to(device)
-        refuse_masked_gradients(crafted_on, x, y, gradient)
-        for key, adv in zip(epsilon_keys, adversarial_images(crafted_on, x, y, epsilons, attack, gradient)):
+        refuse_masked_gradients(tempered, x, y, gradient)
+        for key, adv in zip(epsilon_keys, adversarial_images(tempered, x, y, epsilons, attack, gradient)):
             correct[key] += _correct(model, adv, y)
     return {k: round(100.0 * c / len(labels), 2) for k, c in correct.items()}
 
@@ -141,21 +190,26 @@ def robustness_metrics(model: nn.Module, images: Tensor, labels: Tensor, dataset
                        n_images: int = ATTACK_IMAGES) -> dict[str, Any]:
     """The manifest's ``metrics.robustness``: FGSM and PGD accuracy at the dataset's ε grid under each attack model
     that applies (``rule_gradient`` where the model has rule layers, ``transfer`` where a ``source`` is given), on
-    the first ``n_images`` test images, with what was run."""
+    the first ``n_images`` test images, with what was run (the logit temperature of each attack model included)."""
     images, labels = images[:n_images], labels[:n_images]
     keys = attack_epsilons(dataset)
-    models = ["white_box"] + (["rule_gradient"] if has_rule_gradient(model) else [])
-    models += ["transfer"] if source is not None else []
+    model.eval()
+    crafted_on = {"white_box": (model, "white_box")}
+    if has_rule_gradient(model):
+        crafted_on["rule_gradient"] = (model, "rule_gradient")
+    if source is not None:
+        crafted_on["transfer"] = (source.eval(), "white_box")
+    temperatures = {m: logit_temperature(on, images, labels, gradient) for m, (on, gradient) in crafted_on.items()}
     out: dict[str, Any] = {
         "n_eval": int(len(labels)),
-        "top1_clean": round(100.0 * _correct(model.eval(), images.to(torch.float32).div(255.0), labels)
-                            / len(labels), 2),
+        "top1_clean": round(100.0 * _correct(model, images.to(torch.float32).div(255.0), labels) / len(labels), 2),
         "pgd": {"steps": PGD_STEPS, "step_size": "2.5 * eps / steps", "random_start": True, "restarts": 1},
         "transfer_source": source_id,
+        "logit_temperature": temperatures,
     }
     for attack in ATTACKS:
         out[f"top1_{attack}"] = {m: robust_top1(model, images, labels, keys, attack=attack, attack_model=m,
-                                                source=source) for m in models}
+                                                source=source, temperature=t) for m, t in temperatures.items()}
     return out
 
 

@@ -19,6 +19,7 @@ FGSM_EPSILONS: dict[str, tuple[str, ...]] = {
 
 ATTACK_MODELS: tuple[str, ...] = ("white_box", "rule_gradient", "transfer")  # see zoo.evaluation.attacks
 ATTACKS: tuple[str, ...] = ("fgsm", "pgd")
+LOGIT_TEMPERATURES: tuple[float, ...] = (1.0, 10.0, 100.0, 1000.0, 10000.0)  # tried in this order, see attacks
 ATTACK_EPSILONS: dict[str, tuple[str, ...]] = {
     "mnist": ("0.05", "0.1", "0.2", "0.3"),
     "fashion_mnist": ("0.05", "0.1", "0.2", "0.3"),

@@ -17,7 +17,14 @@ from typing import Any, Mapping
 
 from zoo.data.catalog import DATASETS
 from zoo.errors import ManifestError
-from zoo.evaluation.metric_grid import ATTACK_MODELS, ATTACKS, NOISE_SIGMAS, attack_epsilons, fgsm_epsilons
+from zoo.evaluation.metric_grid import (
+    ATTACK_MODELS,
+    ATTACKS,
+    LOGIT_TEMPERATURES,
+    NOISE_SIGMAS,
+    attack_epsilons,
+    fgsm_epsilons,
+)
 
 SCHEMA_VERSION = 1
 DATASET_TAGS = tuple(DATASETS)
@@ -177,7 +184,8 @@ def _check_robustness(block: Any, dataset: str, where: str) -> None:
     """``metrics.robustness``: FGSM and PGD accuracy per attack model (white_box always) at the attack grid."""
     name = "metrics.robustness"
     _check(isinstance(block, Mapping), where, name, "an object", block)
-    _require(block, ("n_eval", "top1_clean", "pgd", "transfer_source", *(f"top1_{a}" for a in ATTACKS)),
+    _require(block, ("n_eval", "top1_clean", "pgd", "transfer_source", "logit_temperature",
+                    *(f"top1_{a}" for a in ATTACKS)),
              f"{where}: {name}")
     _check(isinstance(block["n_eval"], int) and block["n_eval"] > 0, where, f"{name}.n_eval", "a positive integer",
            block["n_eval"])
@@ -189,7 +197,15 @@ def _check_robustness(block: Any, dataset: str, where: str) -> None:
                "white_box always)", by_model)
         for model, curve in by_model.items():
             _check_curve(curve, attack_epsilons(dataset), where, f"{name}.top1_{attack}.{model}")
-    has_transfer = any("transfer" in block[f"top1_{a}"] for a in ATTACKS)
+    attacked = set(block[f"top1_{ATTACKS[0]}"])
+    _check(all(set(block[f"top1_{a}"]) == attacked for a in ATTACKS), where, f"{name}.top1_*",
+           "objects with the same attack models for every attack", {a: block[f"top1_{a}"] for a in ATTACKS})
+    temperatures = block["logit_temperature"]
+    ok = (isinstance(temperatures, Mapping) and set(temperatures) == attacked
+          and all(t in LOGIT_TEMPERATURES for t in temperatures.values()))
+    _check(ok, where, f"{name}.logit_temperature", f"an object keyed by the attack models run ({sorted(attacked)}) "
+           f"with values among {list(LOGIT_TEMPERATURES)}", temperatures)
+    has_transfer = "transfer" in attacked
     _check(has_transfer == isinstance(block["transfer_source"], str), where, f"{name}.transfer_source",
            "the id the transfer attack was crafted on (null without a transfer attack)", block["transfer_source"])
 

@@ -78,4 +78,7 @@ def verify_robustness(entry: Entry, data_root: Path | None = None) -> list[Check
             worst = max((abs(got[eps] - value) for eps, value in curve.items() if eps in got), default=float("inf"))
             ok = set(got) == set(curve) and worst <= ROBUSTNESS_TOLERANCE
             checks.append(Check(entry.id, f"{key[5:]}:{attack_model}", curve, got, ok))
+    temperatures = again["logit_temperature"]
+    checks.append(Check(entry.id, "logit_temperature", recorded["logit_temperature"], temperatures,
+                        temperatures == recorded["logit_temperature"]))
     return checks
