@@ -238,3 +238,31 @@ def test_saturated_logits_are_attacked_at_the_smallest_temperature_that_restores
         robustness_metrics(hopeless, images, labels, "mnist")
     with pytest.raises(ValueError, match="a logit temperature must be a positive number"):
         Tempered(model, 0.0)
+
+
+class SaturatedOnBlack(nn.Module):
+    """``model`` whose logits are multiplied by 1e9 for images whose first pixel is 0 (only those saturate)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        scale = torch.where(x.flatten(1)[:, :1] == 0, 1e9, 1.0).detach()
+        return self.model(x) * scale
+
+
+def test_the_attack_and_the_temperature_apply_one_rule_over_all_the_images() -> None:
+    """One saturated image in 200 (0.5 %) is within the 1 % allowance over the whole set, though it is 10 % of its
+    batch of 10: the temperature stays 1 and the attack runs at it, instead of being refused batch by batch."""
+    torch.manual_seed(7)
+    images = torch.randint(1, 256, (200, 1, 2, 2), dtype=torch.uint8)
+    images[3, 0, 0, 0] = 0
+    model = SaturatedOnBlack(tiny("bp_mlp")).eval()
+    with torch.no_grad():
+        labels = model(images.float() / 255).argmax(1)
+    x = images.float() / 255
+    assert zero_gradient_fraction(model, x[:10], labels[:10], "white_box") == pytest.approx(0.1)
+    assert logit_temperature(model, images, labels, "white_box", batch_size=10) == 1.0
+    top1 = robust_top1(model, images, labels, ("0.1",), attack="fgsm", attack_model="white_box", batch_size=10)
+    assert 0.0 <= top1["0.1"] < 100.0

@@ -121,14 +121,24 @@ def zero_gradient_fraction(model: nn.Module, x: Tensor, y: Tensor, attack_model:
     return float((grad.flatten(1).abs().amax(1) == 0).float().mean())
 
 
-def refuse_masked_gradients(model: nn.Module, x: Tensor, y: Tensor, attack_model: str) -> None:
-    """:class:`ValueError` if more than :data:`MAX_ZERO_GRADIENT` of the images give the attack no gradient: the
-    attack would be silently weaker, and its figures would read as robustness."""
-    fraction = zero_gradient_fraction(model, x, y, attack_model)
-    if fraction > MAX_ZERO_GRADIENT:
-        raise ValueError(f"{type(model).__name__}: the {attack_model} cross-entropy input gradient is exactly zero "
-                         f"for {fraction:.1%} of the images (saturated logits), so FGSM and PGD would be silently "
-                         f"weaker there; accepted: at most {MAX_ZERO_GRADIENT:.0%}")
+def _batches(images: Tensor, labels: Tensor, device: torch.device, batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """``(x, y)`` batches of uint8 ``images`` as floats in [0, 1] and their ``labels``, on ``device``."""
+    for start in range(0, len(images), batch_size):
+        yield (images[start:start + batch_size].to(device, torch.float32).div_(255.0),
+               labels[start:start + batch_size].to(device))
+
+
+def _masked_fraction(model: nn.Module, images: Tensor, labels: Tensor, attack_model: str, batch_size: int) -> float:
+    """:func:`zero_gradient_fraction` over all the uint8 ``images``, batch by batch."""
+    zeros = sum(zero_gradient_fraction(model, x, y, attack_model) * len(y)
+                for x, y in _batches(images, labels, model_device(model), batch_size))
+    return zeros / len(labels)
+
+
+def _masked_message(model: nn.Module, attack_model: str, fraction: float, tried: str) -> str:
+    return (f"{type(model).__name__}: the {attack_model} cross-entropy input gradient is exactly zero for "
+            f"{fraction:.1%} of the images {tried}(accepted: at most {MAX_ZERO_GRADIENT:.0%}), so FGSM and PGD "
+            f"cannot be run on it: they would be silently weaker there")
 
 
 def logit_temperature(model: nn.Module, images: Tensor, labels: Tensor, attack_model: str, *,
@@ -136,21 +146,13 @@ def logit_temperature(model: nn.Module, images: Tensor, labels: Tensor, attack_m
     """The smallest of :data:`LOGIT_TEMPERATURES` at which at most :data:`MAX_ZERO_GRADIENT` of the uint8
     ``images`` give ``model``'s ``attack_model`` cross-entropy no input gradient; :class:`ValueError` naming the
     fraction left at the largest one otherwise."""
-    device = model_device(model)
     fraction = 1.0
     for temperature in LOGIT_TEMPERATURES:
-        tempered = Tempered(model, temperature)
-        zeros = 0.0
-        for start in range(0, len(images), batch_size):
-            x = images[start:start + batch_size].to(device, torch.float32).div_(255.0)
-            y = labels[start:start + batch_size].to(device)
-            zeros += zero_gradient_fraction(tempered, x, y, attack_model) * len(y)
-        fraction = zeros / len(labels)
+        fraction = _masked_fraction(Tempered(model, temperature), images, labels, attack_model, batch_size)
         if fraction <= MAX_ZERO_GRADIENT:
             return temperature
-    raise ValueError(f"{type(model).__name__}: the {attack_model} cross-entropy input gradient is exactly zero for "
-                     f"{fraction:.1%} of the images even with the logits divided by {LOGIT_TEMPERATURES[-1]:g} "
-                     f"(accepted: at most {MAX_ZERO_GRADIENT:.0%}), so FGSM and PGD cannot be run on it")
+    raise ValueError(_masked_message(model, attack_model, fraction,
+                                     f"even with the logits divided by {LOGIT_TEMPERATURES[-1]:g} "))
 
 
 def _correct(model: nn.Module, x: Tensor, y: Tensor) -> int:
@@ -176,10 +178,10 @@ def robust_top1(model: nn.Module, images: Tensor, labels: Tensor, epsilon_keys: 
     torch.manual_seed(ATTACK_SEED)
     epsilons = [perturbation_size(k) for k in epsilon_keys]
     correct = dict.fromkeys(epsilon_keys, 0)
-    for start in range(0, len(images), batch_size):
-        x = images[start:start + batch_size].to(device, torch.float32).div_(255.0)
-        y = labels[start:start + batch_size].to(device)
-        refuse_masked_gradients(tempered, x, y, gradient)
+    fraction = _masked_fraction(tempered, images, labels, gradient, batch_size)
+    if fraction > MAX_ZERO_GRADIENT:
+        raise ValueError(_masked_message(crafted_on, gradient, fraction, f"at logit temperature {temperature:g} "))
+    for x, y in _batches(images, labels, device, batch_size):
         for key, adv in zip(epsilon_keys, adversarial_images(tempered, x, y, epsilons, attack, gradient)):
             correct[key] += _correct(model, adv, y)
     return {k: round(100.0 * c / len(labels), 2) for k, c in correct.items()}

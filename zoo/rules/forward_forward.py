@@ -28,7 +28,7 @@ the default reads every layer. Summed over every unit, the goodness would make t
 the cross-entropy's input gradient underflows to zero in float32 wherever an image's margin exceeds ~100 (8 % of the
 test images after 2 epochs of a 2 x 500 probe net on 10k MNIST images), and a cross-entropy attack (FGSM, PGD) would
 find no direction there; per unit, the ranking is the same and the gradient survives (the zoo's attacks refuse a
-model where it does not, :func:`zoo.evaluation.attacks.refuse_masked_gradients`). The ``C`` first-layer inputs
+model no logit temperature rescues, :func:`zoo.evaluation.attacks.logit_temperature`). The ``C`` first-layer inputs
 of an image differ only in the label values and share one norm, so they share one matrix product:
 ``W_1 n(e(v, k)) = (W_img v_img + s W_lab[:, k]) / rms(e(v, k))``.
 
