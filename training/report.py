@@ -86,7 +86,7 @@ def params_figure(dataset: str, entries: Sequence[Entry]) -> Figure:
               for e in entries]
 
     def draw(path: Path) -> None:
-        from zoo.evaluation.plotting import pyplot
+        from zoo.evaluation.plotting import pyplot, save_figure
 
         plt = pyplot("drawing the results report")
         rules = sorted({rule for _, rule, _, _, _ in points})
@@ -98,10 +98,7 @@ def params_figure(dataset: str, entries: Sequence[Entry]) -> Figure:
         ax.set(xscale="log", xlabel="parameters", ylabel="top-1 (%), test split",
                title=f"{DATASETS[dataset].title}: accuracy vs parameters (colour: rule, marker: architecture)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.01, 0.5))
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
+        save_figure(fig, path)
 
     return Figure(f"params-{dataset}.png", f"{DATASETS[dataset].title}: top-1 vs parameters", points, draw)
 

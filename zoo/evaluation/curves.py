@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-from zoo.evaluation.plotting import pyplot
+from zoo.evaluation.plotting import pyplot, save_figure, series_style
 from zoo.weights.manifest import Entry
 
 
@@ -28,15 +28,11 @@ def save_curves(entries: Sequence[Entry], out: str | Path) -> Path:
     curves = {entry.id: curve(entry) for entry in entries}
     plt = pyplot("drawing learning curves")
     fig, (acc, loss) = plt.subplots(1, 2, figsize=(11, 4))
-    for model_id, records in curves.items():
+    for index, (model_id, records) in enumerate(curves.items()):
         epochs = [r["epoch"] for r in records]
-        acc.plot(epochs, [r.get("test_top1") for r in records], label=model_id)
-        loss.plot(epochs, [r["train_loss"] for r in records], label=model_id)
+        style = {**series_style(index), "markevery": 5, "markersize": 4}
+        acc.plot(epochs, [r.get("test_top1") for r in records], label=model_id, **style)
+        loss.plot(epochs, [r["train_loss"] for r in records], label=model_id, **style)
     acc.set(xlabel="epoch", ylabel="test top-1 (%)", title="test accuracy")
     loss.set(xlabel="epoch", ylabel="training loss (the rule's objective)", title="training loss", yscale="log")
-    acc.legend(fontsize="small")
-    fig.tight_layout()
-    path = Path(out)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out, dpi=120)

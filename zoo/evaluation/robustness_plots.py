@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from zoo.evaluation.metric_grid import ATTACK_MODELS, ATTACKS, perturbation_size
-from zoo.evaluation.plotting import pyplot
+from zoo.evaluation.plotting import pyplot, save_figure, series_style
 from zoo.evaluation.side_by_side import shared_dataset
 from zoo.weights.manifest import Entry
 
@@ -55,17 +55,8 @@ def attack_curves(entry: Entry, attack: str) -> dict[str, Curve]:
     return {model: _points(block["top1_clean"], curve) for model, curve in block[f"top1_{attack}"].items()}
 
 
-def _label(entry: Entry) -> str:
-    return entry.entrypoint
-
-
-def _colour(index: int) -> str:
-    """The same colour for a checkpoint in every panel (a panel skips the checkpoints it has no curve for)."""
-    return f"C{index % 10}"
-
-
-def save_noise_plot(entries: Sequence[Entry], out: str | Path, title: str = "") -> Path:
-    """Accuracy vs Gaussian σ and vs FGSM ε (whole test split), one line per entry, into one image file."""
+def noise_plot(entries: Sequence[Entry], title: str = "") -> Any:
+    """The matplotlib figure of accuracy vs Gaussian σ and vs FGSM ε (whole test split), one line per entry."""
     shared_dataset(entries, "a robustness plot")
     curves = {entry.id: full_test_curves(entry) for entry in entries}
     plt = pyplot("drawing robustness curves")
@@ -74,14 +65,14 @@ def save_noise_plot(entries: Sequence[Entry], out: str | Path, title: str = "") 
         for ax, kind in zip(axes, ("noise", "fgsm")):
             if kind in curves[entry.id]:
                 xs, ys = zip(*curves[entry.id][kind])
-                ax.plot(xs, ys, marker="o", color=_colour(index), label=_label(entry))
+                ax.plot(xs, ys, label=entry.entrypoint, **series_style(index))
     axes[0].set(title="Gaussian noise", xlabel="σ (pixels in [0, 1])", ylabel="top-1 (%), whole test split")
     axes[1].set(title="FGSM, white-box", xlabel="L∞ ε")
-    return _finish(plt, fig, axes, out, title)
+    return _decorate(fig, axes, title)
 
 
-def save_attack_plot(entries: Sequence[Entry], out: str | Path, attack: str = "pgd", title: str = "") -> Path:
-    """Accuracy vs ε per attack model (one panel each), one line per entry, into one image file."""
+def attack_plot(entries: Sequence[Entry], attack: str = "pgd", title: str = "") -> Any:
+    """The matplotlib figure of accuracy vs ε per attack model (one panel each), one line per entry."""
     shared_dataset(entries, "a robustness plot")
     curves = {entry.id: attack_curves(entry, attack) for entry in entries}
     plt = pyplot("drawing the attack comparison")
@@ -91,26 +82,31 @@ def save_attack_plot(entries: Sequence[Entry], out: str | Path, attack: str = "p
             points = curves[entry.id].get(attack_model)
             if points is not None:
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, marker="o", color=_colour(index), label=_label(entry))
+                ax.plot(xs, ys, label=entry.entrypoint, **series_style(index))
         ax.set(title=TITLES[attack_model], xlabel="L∞ ε")
     axes[0].set_ylabel(f"top-1 (%) under {attack.upper()}")
-    return _finish(plt, fig, axes, out, title)
+    return _decorate(fig, axes, title)
 
 
-def _finish(plt: Any, fig: Any, axes: Any, out: str | Path, title: str) -> Path:
+def _decorate(fig: Any, axes: Any, title: str) -> Any:
+    """Grids, a note in every panel without a curve, the title; a checkpoint keeps its style in every panel."""
     for ax in axes:
         ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize="small")
-        else:
+        if not ax.get_legend_handles_labels()[0]:
             ax.text(0.5, 0.5, "none of these checkpoints", ha="center", transform=ax.transAxes)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
-    path = Path(out)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return fig
+
+
+def save_noise_plot(entries: Sequence[Entry], out: str | Path, title: str = "") -> Path:
+    """:func:`noise_plot` written to an image file."""
+    return save_figure(noise_plot(entries, title), out)
+
+
+def save_attack_plot(entries: Sequence[Entry], out: str | Path, attack: str = "pgd", title: str = "") -> Path:
+    """:func:`attack_plot` written to an image file."""
+    return save_figure(attack_plot(entries, attack, title), out)
 
 
 def robustness_record(entries: Sequence[Entry]) -> dict[str, Any]:
