@@ -1,5 +1,7 @@
-"""The small CIFAR-strength conv net of BioTorch's benchmarks (Sanfiz & Akrout 2021): three 5x5 convolutions with
-32, 64 and 128 maps, then 84 hidden units, about 0.27 M parameters on 3x32x32 images."""
+"""A small CIFAR-10 conv net: three 5x5 convolutions with 32, 64 and 128 maps, then 84 hidden units, about 0.27 M
+parameters on 3x32x32 images. It is not the net behind BioTorch's CIFAR-10 figures (Sanfiz & Akrout 2021; its
+``le_net_cifar``), which has the same maps with 3x3 kernels, global average pooling and 256 hidden units (0.13 M
+parameters)."""
 from __future__ import annotations
 
 from zoo.archs.base import Architecture
