@@ -89,7 +89,7 @@ def attack_plot(entries: Sequence[Entry], attack: str = "pgd", title: str = "") 
 
 
 def _decorate(fig: Any, axes: Any, title: str) -> Any:
-    """Grids, a note in every panel without a curve, the title; a checkpoint keeps its style in every panel."""
+    """Grids, a note in every panel without a curve, and the title."""
     for ax in axes:
         ax.grid(alpha=0.3)
         if not ax.get_legend_handles_labels()[0]:
