@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from zoo.evaluation.alignment import angle_degrees
-from zoo.registry import families, get_family
+from zoo.registry import architectures, families, get_family, rules
 from zoo.rules.base import give_labels, true_gradients
 from zoo.rules.direct_feedback import DirectFeedbackConv2d, DirectFeedbackLinear, ErrorSignal
 from zoo.rules.feedback_alignment import FeedbackConv2d, FeedbackLinear, sign_feedback
@@ -343,7 +343,8 @@ def test_forward_equals_the_backprop_network_with_the_same_weights(name: str) ->
     bp_family = get_family(f"bp_{family.architecture}")
     # the same architecture options (e.g. DRTP's tanh units), without dropout
     shared = {k: v for k, v in family.default_arch.items() if k in bp_family.default_arch}
-    shared.update({"dropout": 0.0, **({"hidden": [16, 12]} if family.architecture == "mlp" else {})})
+    shared.update({**({"dropout": 0.0} if "dropout" in bp_family.default_arch else {}),
+                   **({"hidden": [16, 12]} if family.architecture == "mlp" else {})})
     bp = bp_family.build_model(bp_family.arch_for(family.datasets[0], **shared))
     bp_state = bp.state_dict()
     rule.load_state_dict({**rule.state_dict(), **{k: v for k, v in bp_state.items()}}, strict=True)
@@ -358,7 +359,11 @@ def test_forward_equals_the_backprop_network_with_the_same_weights(name: str) ->
 @pytest.mark.parametrize("name", GRADIENT_FAMILIES)
 def test_family_metadata_is_complete(name: str) -> None:
     family = get_family(name)
-    assert family.summary and family.paper and family.default_arch and family.alignment is not None
+    assert family.summary and family.paper and family.alignment is not None
+    rule = rules()[family.rule]
+    if family.name not in {f"{rule.name}_{variant}" for variant in rule.variants}:  # built through a layer kit
+        options = set(architectures()[str(family.architecture)].options) | set(rule.options)
+        assert set(family.default_arch) == options  # every option has its default recorded
     assert issubclass(family.trainer, __import__("zoo.engine.trainer", fromlist=["Trainer"]).Trainer)
 
 

@@ -11,7 +11,7 @@ import torch
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Paths a training run itself writes or that do not affect training; changes there do not make a tree dirty.
-NOT_CODE = ("weights/", "weights_manifest.json", "README.md", "docs/", "runs/")
+NOT_CODE = ("weights/", "weights_manifest.json", "README.md", "docs/", "runs/", "training/in_progress/")
 
 
 def hardware(device: torch.device | None = None) -> str:

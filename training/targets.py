@@ -20,6 +20,7 @@ _BIOTORCH_LENET = "BioTorch LeNet"
 # 32-64-128 maps, global average pooling, 256 hidden units, 0.13 M parameters; 250 epochs, weight decay 1e-4; the
 # test top-1 of the epoch best on a 5,000-image validation split. Neither zoo CIFAR-10 conv net is that net.
 _BIOTORCH_CIFAR = "BioTorch CIFAR-10 LeNet (3×3 convs, 0.13 M params, 250 epochs)"
+_BIOTORCH_RESNET20 = "BioTorch ResNet-20 (250 epochs)"
 
 TARGETS: dict[str, Target] = {
     # CIFAR-10 for the first families (issue 11)
@@ -45,6 +46,15 @@ TARGETS: dict[str, Target] = {
     "frsf_cnn.cifar10": Target(80, f"{_BIOTORCH_CIFAR}: 83.1"),
     "fa_cnn.cifar10": Target(58, f"{_BIOTORCH_CIFAR}: 53.3 (SGD) / 59.3 (Adam)"),
     "dfa_cnn.cifar10": Target(60, f"{_BIOTORCH_CIFAR}: 45.8 (SGD) / 62.4 (Adam)"),
+    # ResNet-20 against BioTorch's ResNet-20 (Benchmarks.md: 250 epochs, 45k/5k split, test top-1 of the best
+    # validation epoch; SGD / Adam) (issue 28)
+    "bp_resnet20.cifar10": Target(90.5, f"{_BIOTORCH_RESNET20}: 91.37 (SGD) / 89.99 (Adam)"),
+    "fa_resnet20.cifar10": Target(66, f"{_BIOTORCH_RESNET20}: 67.84 (SGD) / 70.41 (Adam)"),
+    "dfa_resnet20.cifar10": Target(62, f"{_BIOTORCH_RESNET20} (error projected through [10, C, k, k] kernels, not the "
+                                       "zoo's dense matrices): 54.06 (SGD) / 67.84 (Adam)"),
+    "usf_resnet20.cifar10": Target(88.5, f"{_BIOTORCH_RESNET20}: 89.95 (SGD) / 89.41 (Adam)"),
+    "brsf_resnet20.cifar10": Target(88.0, f"{_BIOTORCH_RESNET20}: 88.98 (SGD) / 88.92 (Adam)"),
+    "frsf_resnet20.cifar10": Target(88.0, f"{_BIOTORCH_RESNET20}: 88.80 (SGD) / 88.78 (Adam)"),
     # Fashion-MNIST LeNets against BioTorch's (validation-split) figures (issue 11)
     "fa_lenet.fashion_mnist": Target(87.2, f"{_BIOTORCH_LENET} (validation split): 86.9–87.2"),
     "dfa_lenet.fashion_mnist": Target(87.2, f"{_BIOTORCH_LENET} (validation split): 86.9–87.2"),

@@ -9,8 +9,15 @@ Where a run writes: ``--out DIR`` receives the checkpoint ``<id>-<sha8>.safetens
 ``entry.json`` (metrics on the full official test split, recipe, learning curve, provenance) and, after every
 epoch, the resumable training state; nothing else is touched. Without ``--out`` only a run of the recipe exactly
 as written (no ``--epochs``, ``--seed``, ``--limit``, ``--set`` or other ``--init``) may run: it trains in
-``runs/<id>/`` and then publishes into ``weights/`` and ``weights_manifest.json`` (see :mod:`training.publish`),
-from a clean git tree only. The same command, seed and thread count give the same checkpoint bytes.
+``training/in_progress/<id>/`` and then publishes into ``weights/`` and ``weights_manifest.json`` (see
+:mod:`training.publish`), from a clean git tree only. The same command, seed and thread count give the same checkpoint
+bytes on the same kind of CPU.
+
+Runs that outlive a session: ``training/in_progress/`` is tracked by git, so the state a recipe run saves after
+every epoch is committed with the checkout and a later session, on any machine, continues it with the same command
+plus ``--resume``. The folder of a run is removed once the run is published. A resumed run keeps the commit, thread
+count and device it started with (recorded in its ``run.json``); resuming with another thread count or device is
+refused, since it would not give the bytes the recorded command gives.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import argparse
 import json
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,7 +49,8 @@ from zoo.weights.manifest import Entry, pending_entry, published_entry
 from zoo.weights.paths import manifest_path
 
 ALIGNMENT_BATCH = 1000  # first test images: the fixed batch of metrics.alignment_deg
-RUNS_DIR = REPO_ROOT / "runs"
+IN_PROGRESS_DIR = REPO_ROOT / "training" / "in_progress"
+RUN_JSON = "run.json"
 
 
 class UsageError(ValueError):
@@ -178,7 +187,7 @@ def run_folder(args: argparse.Namespace, model_id: str, departed: list[str]) -> 
         raise UsageError(f"this run departs from its recipe ({', '.join(departed)}), so it must not replace the "
                          f"published checkpoint of {model_id}; pass --out DIR to write its checkpoint and manifest "
                          "entry there instead")
-    return RUNS_DIR / model_id
+    return IN_PROGRESS_DIR / model_id
 
 
 def run_device(spec: str) -> torch.device:
@@ -220,16 +229,20 @@ def train(args: argparse.Namespace) -> Entry | None:
                          "not reproduce the checkpoint); commit them first, or pass --out DIR for a private run")
     if config["init"] is not None:
         init_entry(family, config["init"], arch)  # a clear error before any data is read
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    device = run_device(args.device)
-    collective = from_environment(device)
     previous = saved_epochs(out_dir)
     if previous is not None and not args.resume:
         raise UsageError(f"{out_dir} holds the saved state of a run after epoch {previous}; pass --resume to continue "
                          "it, or choose another --out (or delete that folder) to start again")
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    device = run_device(args.device)
+    collective = from_environment(device)
+    started = {"command": recipe["command"], "config": config, "git_commit": commit,
+               "threads": torch.get_num_threads(), "device": device.type, "processes": collective.world}
+    resumed_from: list[str] = []
     if args.resume and previous is not None:
-        check_same_run(out_dir, recipe)
+        started, resumed_from = resumed_run(out_dir, started)
+        commit = started["git_commit"]
     out_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(fit_config.seed)  # before anything random is built: weights, feedback matrices, Hebbian init
@@ -247,7 +260,8 @@ def train(args: argparse.Namespace) -> Entry | None:
     if config["init"] is not None and log and previous is None:
         print(f"start ({config['init']}): test top-1 {top1(model, test_x, test_y):.2f}%", flush=True)
     if log:
-        (out_dir / "run.json").write_text(json.dumps({"command": recipe["command"], "config": config}, indent=1))
+        started["resumed_at"] = [*resumed_from, *([git_commit()] if previous is not None and args.resume else [])]
+        atomic_write(out_dir / RUN_JSON, lambda tmp: Path(tmp).write_text(json.dumps(started, indent=1) + "\n"))
     history = fit(model, train_x, train_y, fit_config, on_epoch_end=report,
                   progress=False if args.no_progress else None, state_dir=out_dir, resume=args.resume,
                   collective=collective)
@@ -261,6 +275,8 @@ def train(args: argparse.Namespace) -> Entry | None:
     recipe.update({"wall_time_s": round(wall, 1), "hardware": hardware(device), "torch_version": torch.__version__,
                    "git_commit": commit, "threads": torch.get_num_threads(), "device": device.type,
                    "processes": collective.world, "curve": history})
+    if started["resumed_at"]:
+        recipe["resumed_at"] = started["resumed_at"]
     if departed:
         recipe["departures"] = departed
     entry = write_run_output(out_dir, family, args.dataset, arch, recipe, metrics, model.cpu())
@@ -268,16 +284,29 @@ def train(args: argparse.Namespace) -> Entry | None:
     print(f"{entry.id}: top-1 {metrics['top1']:.2f}% -> {out_dir / entry.filename} ({wall:.0f} s)", flush=True)
     if publishing:
         entry = publish_run(out_dir, args.manifest or manifest_path())
+        shutil.rmtree(out_dir)  # its checkpoint and entry are in weights/ and the manifest now
         print(f"published {entry.id} -> {entry.file}", flush=True)
     return entry
 
 
-def check_same_run(out_dir: Path, recipe: dict[str, Any]) -> None:
-    """``--resume`` continues only the run that saved the state: same command and resolved recipe."""
-    saved = json.loads((out_dir / "run.json").read_text())
-    if saved["command"] != recipe["command"] or saved["config"] != recipe["config"]:
+def resumed_run(out_dir: Path, now: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """The ``run.json`` of the run ``--resume`` continues, and the commits it was resumed at so far.
+
+    Only the run that saved the state continues: same command and resolved recipe, same thread count, device and
+    process count (another would change the arithmetic, so the bytes would not be those of the recorded command).
+    The run keeps the commit it started at; the code it is resumed with is recorded beside it.
+    """
+    saved = json.loads((out_dir / RUN_JSON).read_text())
+    if saved["command"] != now["command"] or saved["config"] != now["config"]:
         raise UsageError(f"--resume: {out_dir} holds the state of another run ({saved['command']}); "
                          f"resume it with that command, or choose another --out")
+    for key, flag in (("threads", "--threads"), ("device", "--device"), ("processes", "the process count")):
+        if key in saved and saved[key] != now[key]:
+            raise UsageError(f"--resume: {out_dir} was started with {key} {saved[key]}, this process has "
+                             f"{now[key]}; resume it with the same {flag} (it changes the arithmetic, so the "
+                             "checkpoint would not be the recorded command's)")
+    started = {**now, **{key: saved[key] for key in ("git_commit",) if key in saved}}
+    return started, list(saved.get("resumed_at", []))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -21,14 +21,15 @@ class LinearFactory(Protocol):
 
 
 class ConvFactory(Protocol):
-    """Builds a ``kernel_size`` x ``kernel_size`` convolution (with bias).
+    """Builds a ``kernel_size`` x ``kernel_size`` convolution (with a bias unless ``bias=False``, as before batch
+    norm).
 
     ``in_shape`` is the ``(C, H, W)`` of the layer's input; plain layers ignore it, rules whose layer state
     depends on it (e.g. direct feedback alignment's projection of the output error onto the layer's input) use it.
     """
 
     def __call__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
-                 in_shape: tuple[int, int, int]) -> nn.Module: ...
+                 bias: bool = True, in_shape: tuple[int, int, int]) -> nn.Module: ...
 
 
 def plain_linear(in_features: int, out_features: int) -> nn.Module:
@@ -37,9 +38,9 @@ def plain_linear(in_features: int, out_features: int) -> nn.Module:
 
 
 def plain_conv(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
-               in_shape: tuple[int, int, int]) -> nn.Module:
+               bias: bool = True, in_shape: tuple[int, int, int]) -> nn.Module:
     """An ordinary ``nn.Conv2d`` (the backprop layer)."""
-    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding)
+    return nn.Conv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
 
 
 @dataclass(frozen=True)

@@ -63,10 +63,12 @@ def angle_degrees(a: Tensor, b: Tensor) -> float:
 def compare(model: nn.Module, x: Tensor, y: Tensor, rule_update: RuleUpdate = gradient_rule_update) -> dict[str, float]:
     """Per-layer angle (degrees) between ``rule_update(model, x, y)`` and backprop's update, with dropout off.
 
-    The model runs in training mode (so rule layers use their rule) with every dropout module in eval mode. Its
-    parameters, ``.grad`` fields and train/eval modes are left as they were.
+    The model runs in training mode (so rule layers use their rule, and batch norm the batch's statistics, as in a
+    training step) with every dropout module in eval mode. Its parameters, buffers (batch norm's running
+    statistics), ``.grad`` fields and train/eval modes are left as they were.
     """
     modes = {m: m.training for m in model.modules()}
+    buffers = {name: b.clone() for name, b in model.named_buffers()}
     model.train()
     for m in model.modules():
         if isinstance(m, nn.modules.dropout._DropoutNd):
@@ -78,6 +80,9 @@ def compare(model: nn.Module, x: Tensor, y: Tensor, rule_update: RuleUpdate = gr
     finally:
         for m, training in modes.items():
             m.training = training
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
     return {name: round(angle_degrees(rule[name], exact[name]), 4) for name in exact if name in rule}
 
 

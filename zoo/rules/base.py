@@ -52,6 +52,15 @@ class RuleLayer(nn.Module):
         (DRTP); ``None`` forgets them. Other rules ignore them."""
 
 
+def memory_format_of(x: Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for a 4-D tensor laid out channels-last (and not also plainly contiguous), else
+    ``torch.contiguous_format``: what a custom backward pass makes its gradients contiguous in, so a conv net trained
+    in channels-last stays in it."""
+    if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 def give_labels(model: nn.Module, labels: Tensor | None) -> None:
     """Hand the labels of the next batch (or ``None``) to every rule layer of ``model``."""
     for module in model.modules():

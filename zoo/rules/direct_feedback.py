@@ -35,7 +35,7 @@ from torch.nn import functional as F
 from zoo.archs.base import LayerKit
 from zoo.engine.trainer import GradientTrainer
 from zoo.evaluation.alignment import compare, gradient_alignment, gradient_rule_update
-from zoo.rules.base import Rule, RuleLayer, give_labels
+from zoo.rules.base import Rule, RuleLayer, give_labels, memory_format_of
 
 MODES = ("dfa", "drtp")
 
@@ -164,9 +164,9 @@ class _ConvDirectFn(torch.autograd.Function):
         want_b = ctx.has_bias and ctx.needs_input_grad[2]
         if ctx.needs_input_grad[1] or want_b:
             _, grad_w, grad_b = torch.ops.aten.convolution_backward(
-                grad_out.contiguous(), x, weight, [layer.out_channels] if ctx.has_bias else None,
-                list(layer.stride), list(layer.padding), list(layer.dilation), False, [0, 0], layer.groups,
-                [False, ctx.needs_input_grad[1], want_b])
+                grad_out.contiguous(memory_format=memory_format_of(x)), x, weight,
+                [layer.out_channels] if ctx.has_bias else None, list(layer.stride), list(layer.padding),
+                list(layer.dilation), False, [0, 0], layer.groups, [False, ctx.needs_input_grad[1], want_b])
         if ctx.needs_input_grad[0]:
             grad_x = layer._input_gradient(x.shape, grad_out.dtype)
         return grad_x, grad_w if ctx.needs_input_grad[1] else None, grad_b if want_b else None, None
@@ -235,9 +235,10 @@ def direct_layers(mode: str, num_classes: int) -> LayerKit:
         return DirectFeedbackLinear(in_features, out_features, num_classes, signal, mode)
 
     def conv(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
-             in_shape: tuple[int, int, int]) -> nn.Module:
+             bias: bool = True, in_shape: tuple[int, int, int]) -> nn.Module:
         return DirectFeedbackConv2d(in_channels, out_channels, kernel_size, in_shape=in_shape,
-                                    num_classes=num_classes, signal=signal, mode=mode, stride=stride, padding=padding)
+                                    num_classes=num_classes, signal=signal, mode=mode, stride=stride, padding=padding,
+                                    bias=bias)
 
     return LayerKit(linear=linear, conv=conv)
 

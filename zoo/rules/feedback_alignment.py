@@ -38,7 +38,7 @@ from torch.nn import functional as F
 from zoo.archs.base import LayerKit
 from zoo.engine.trainer import GradientTrainer
 from zoo.evaluation.alignment import gradient_alignment
-from zoo.rules.base import Rule, RuleLayer
+from zoo.rules.base import Rule, RuleLayer, memory_format_of
 
 MODES = ("fa", "usf", "brsf", "frsf")
 SCALES = ("norm", "none")
@@ -172,8 +172,9 @@ class _ConvFeedbackFn(torch.autograd.Function):
         feedback = layer.feedback_matrix().to(grad_out.dtype) if want_x else layer.weight.detach()
         bias_sizes = [layer.out_channels] if ctx.has_bias else None
         grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
-            grad_out.contiguous(), x, feedback, bias_sizes, list(layer.stride), list(layer.padding),
-            list(layer.dilation), False, [0, 0], layer.groups, [want_x, ctx.needs_input_grad[1], want_b])
+            grad_out.contiguous(memory_format=memory_format_of(x)), x, feedback, bias_sizes, list(layer.stride),
+            list(layer.padding), list(layer.dilation), False, [0, 0], layer.groups,
+            [want_x, ctx.needs_input_grad[1], want_b])
         return grad_x, grad_w, grad_b if want_b else None, None
 
 
@@ -214,9 +215,9 @@ def feedback_layers(mode: str, feedback_scale: str = "norm") -> LayerKit:
         return FeedbackLinear(in_features, out_features, mode=mode, feedback_scale=feedback_scale)
 
     def conv(in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1, padding: int = 0,
-             in_shape: tuple[int, int, int]) -> nn.Module:
-        return FeedbackConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, mode=mode,
-                              feedback_scale=feedback_scale)
+             bias: bool = True, in_shape: tuple[int, int, int]) -> nn.Module:
+        return FeedbackConv2d(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias,
+                              mode=mode, feedback_scale=feedback_scale)
 
     return LayerKit(linear=linear, conv=conv)
 
