@@ -3,13 +3,16 @@
     python benchmarks/rule_overhead.py                      # 20 timed batches of 100, median of 3 repeats
     python benchmarks/rule_overhead.py --batches 50 --repeats 5 --arch lenet --threads 2
     python benchmarks/rule_overhead.py --arch own      # the rules' own networks (Hebbian, EP) against bp_mlp
+    python benchmarks/rule_overhead.py --arch resnet20 --batch-size 128 --threads 1   # the ResNet-20 rules
 
-Every family of an architecture trains on the same batches (random images: throughput does not depend on the
-pixels) with its own trainer and default recipe settings; the families take turns within each repeat, so a change
-of machine load during the run hits them alike. After ``--warmup`` untimed steps, one repeat times ``--batches``
-consecutive ``trainer.step`` calls. The table gives the median images/s, the time per step relative to backprop
-(``time x``: 1.00 = as fast as backprop, 1.30 = 30% slower; ``cpu x``: the same ratio in process CPU time, which
-a busy machine disturbs less than wall time) and the implied seconds per epoch of the dataset's training images.
+Every family of an architecture trains on the same batches (random images: throughput does not depend on the pixels)
+with its own trainer and default recipe settings; the families take turns within each repeat, so a change of machine
+load during the run hits them alike. After ``--warmup`` untimed steps, one repeat times ``--batches`` consecutive
+``trainer.step`` calls. Models and batches are in the memory layout training uses (``--memory-format``, default
+``auto``: channels-last for nets with convolutions, as :func:`zoo.engine.fit.fit`). The table gives the median
+images/s, the time per step relative to backprop (``time x``: 1.00 = as fast as backprop, 1.30 = 30% slower; ``cpu
+x``: the same ratio in process CPU time, which a busy machine disturbs less than wall time) and the implied seconds
+per epoch of the dataset's training images.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from zoo.data.catalog import DATASETS  # noqa: E402
+from zoo.engine.fit import MEMORY_FORMATS, training_layout  # noqa: E402
 from zoo.registry import architectures, families, get_family  # noqa: E402
 
 OWN = "own"  # the families whose network is the rule's own (Hebbian layers, equilibrium nets): against bp_mlp
@@ -56,6 +60,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--memory-format", choices=MEMORY_FORMATS, default="auto",
+                        help="layout of models and batches (default auto: the one training uses)")
     return parser.parse_args(argv)
 
 
@@ -74,11 +80,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         dataset = args.dataset if args.dataset in made_for else made_for[0]
         first = families[0].arch_for(dataset)
         shape = (args.batch_size, *first["in_shape"])
-        batches = [(torch.rand(shape), torch.randint(0, first["num_classes"], (args.batch_size,)))
-                   for _ in range(args.batches)]
+        reference = families[0].build_model(first)
+        layout = training_layout(reference, args.memory_format)
+        batches = [(torch.rand(shape).contiguous(memory_format=layout),
+                    torch.randint(0, first["num_classes"], (args.batch_size,))) for _ in range(args.batches)]
         trainers = {}
         for family in families:
-            model = family.build_model(family.arch_for(dataset)).train()
+            model = family.build_model(family.arch_for(dataset)).train().to(memory_format=layout)
             constant = {"schedule": "constant"} if "schedule" in family.trainer.options else {}
             trainers[family.name] = family.trainer(model, constant, 10_000, 1)
             for x, y in batches[:args.warmup]:
@@ -95,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 cpu[name].append((time.process_time() - start_cpu) / len(batches))
         base, base_cpu = statistics.median(wall[names[0]]), statistics.median(cpu[names[0]])
         epoch_images = DATASETS[dataset].n_train
-        print(f"\n{arch} ({dataset}, arch defaults; s/epoch for its {epoch_images:,} training images)")
+        print(f"\n{arch} ({dataset}, arch defaults, {str(layout).split('.')[-1]}; s/epoch for its {epoch_images:,} "
+              "training images)")
         print(f"{'family':<12} {'ms/step':>8} {'images/s':>9} {'time x':>7} {'cpu x':>6} {'s/epoch':>8}  "
               f"repeats (wall ms/step)")
         for name in names:

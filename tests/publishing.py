@@ -13,9 +13,10 @@ from zoo.weights.manifest import Entry
 
 def publish_test_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, family_name: str, dataset: str,
                        arch: dict[str, Any], model: nn.Module, metrics: dict[str, Any], epochs: int = 0) -> Entry:
-    """Write ``model`` as a run folder (``training.train``'s writer) and publish it (``training.publish``) into
+    """Write ``model`` as a run folder (``training.train``'s writer) and install it (``training.publish``'s copy and
+    manifest update; a test model is no recipe run, so :func:`training.publish.check_run` would refuse it) into
     ``tmp_path/zoo/weights_manifest.json``, which ``$ZOO_MANIFEST`` then points the zoo at; return its entry."""
-    from training.publish import publish_run
+    from training.publish import install_run, read_run_entry
     from training.train import write_run_output
     from zoo.registry import get_family
 
@@ -28,4 +29,4 @@ def publish_test_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, family_n
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     write_run_output(run_dir, get_family(family_name), dataset, arch, recipe, metrics, model)
-    return publish_run(run_dir, manifest)
+    return install_run(*read_run_entry(run_dir), manifest)

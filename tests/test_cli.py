@@ -27,7 +27,7 @@ def test_list_info_eval_export(tiny_zoo, tmp_path) -> None:
     assert evaluated.returncode == 0 and "on 500 mnist test images" in evaluated.stdout
     exported = run("export-hf", tiny_zoo.model_id, str(tmp_path / "hf"))
     assert exported.returncode == 0 and (tmp_path / "hf" / "model.safetensors").is_file()
-    assert run("download", tiny_zoo.model_id).stdout.strip() == str(tiny_zoo.checkpoint)
+    assert run("download", tiny_zoo.model_id).returncode == 0
 
 
 def test_verify_exit_status(tiny_zoo) -> None:
@@ -59,7 +59,12 @@ def add_entry(tiny_zoo, **changes: object) -> str:
 def test_verify_checks_every_hash_and_reports_missing_data(tiny_zoo, tmp_path) -> None:
     name = f"weights/bp_mlp.fashion_mnist-{tiny_zoo.sha256[:8]}.safetensors"
     (tiny_zoo.root / name).write_bytes(tiny_zoo.checkpoint.read_bytes())
-    fashion = add_entry(tiny_zoo, id="bp_mlp.fashion_mnist", dataset="fashion_mnist", file=name)
+    from zoo.data import DATASETS
+
+    info = DATASETS["fashion_mnist"]  # the entry's arch must be its dataset's (the zoo checks it against the family)
+    arch = {**json.loads(tiny_zoo.manifest.read_text())["weights"][0]["arch"], "mean": list(info.mean),
+            "std": list(info.std)}
+    fashion = add_entry(tiny_zoo, id="bp_mlp.fashion_mnist", dataset="fashion_mnist", file=name, arch=arch)
     empty = {"ZOO_DATA_ROOT": str(tmp_path / "no-data")}
     strict = run("verify", env_extra=empty)
     assert strict.returncode == 1, strict.stdout + strict.stderr
@@ -140,3 +145,98 @@ def test_robustness_is_recorded_then_verified(tiny_zoo) -> None:
     tiny_zoo.manifest.write_text(json.dumps(raw))
     tempered = run("verify", tiny_zoo.model_id, "--robustness")
     assert tempered.returncode == 1 and "FAIL" in tempered.stdout and "logit_temperature" in tempered.stdout
+
+
+def test_download_puts_the_checkpoint_in_the_torch_hub_cache(tiny_zoo) -> None:
+    """As timm and torchvision users expect: even when the checkout has the file, ``download`` leaves a verified copy
+    in ``$TORCH_HOME/hub/checkpoints`` (no network needed for it) and prints that path."""
+    import os
+    from pathlib import Path
+
+    cache = Path(os.environ["TORCH_HOME"]) / "hub" / "checkpoints"
+    for _ in range(2):  # the second time the verified copy is kept
+        result = run("download", tiny_zoo.model_id, env_extra={"ZOO_OFFLINE": "1"})
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == str(cache / tiny_zoo.checkpoint.name)
+    assert (cache / tiny_zoo.checkpoint.name).read_bytes() == tiny_zoo.checkpoint.read_bytes()
+    assert sorted(p.name for p in cache.iterdir()) == sorted([tiny_zoo.checkpoint.name,
+                                                              f"{tiny_zoo.checkpoint.name}.lock"])
+    tiny_zoo.checkpoint.unlink()  # the cache alone serves it now
+    cached = run("eval", tiny_zoo.model_id, "--source", "cache", "--limit", "10")
+    assert cached.returncode == 0, cached.stderr
+
+
+def test_a_given_data_root_must_exist_and_hold_the_dataset(tiny_zoo, tmp_path) -> None:
+    absent = tmp_path / "nonexistent"
+    missing = run("eval", tiny_zoo.model_id, "--data-root", str(absent), "--limit", "10")
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.startswith(f"error: data root {absent} does not exist")
+    assert "MNIST/raw/" in missing.stderr and len(missing.stderr.splitlines()) == 1
+    empty = run("eval", tiny_zoo.model_id, "--data-root", str(tmp_path), "--limit", "10")
+    assert empty.returncode == 2 and empty.stdout == ""  # not the bundled MNIST test split
+    assert str(tmp_path / "MNIST" / "raw" / "t10k-images-idx3-ubyte") in empty.stderr
+
+
+def test_explain_refuses_more_images_than_a_picture_holds(tmp_path) -> None:
+    from zoo.evaluation.attributions import MAX_IMAGES
+
+    out = tmp_path / "explain"
+    result = run("explain", "bp_mlp.mnist", "--out", str(out), "--images", "100000")
+    assert result.returncode == 2 and not out.exists()
+    assert result.stderr == (f"error: the number of images must be a positive int of at most {MAX_IMAGES} (one "
+                             "picture column each), not 100000\n")
+    assert f"at most {MAX_IMAGES}" in run("explain", "--help").stdout
+
+
+def test_export_nir_replaces_a_file_only_with_force(tmp_path) -> None:
+    target = tmp_path / "snn.nir"
+    target.write_text("someone's file")
+    refused = run("export-nir", "snn_mlp.mnist", str(target))
+    assert refused.returncode == 2 and refused.stderr == f"error: {target} exists; pass --force to replace it\n"
+    assert target.read_text() == "someone's file"
+    pytest.importorskip("nir")
+    pytest.importorskip("snntorch")
+    forced = run("export-nir", "snn_mlp.mnist", str(target), "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert target.read_bytes()[:8] == b"\x89HDF\r\n\x1a\n"
+
+
+def test_failed_analysis_commands_leave_no_folder(tmp_path) -> None:
+    pytest.importorskip("matplotlib")
+    mixed = run("robustness", "bp_mlp.mnist", "bp_mlp.cifar10", "--out", str(tmp_path / "robustness" / "run"))
+    assert mixed.returncode == 2 and "one dataset" in mixed.stderr
+    bad_format = run("show-filters", "bp_mlp.mnist", "--out", str(tmp_path / "filters" / "f.xyz"))
+    assert bad_format.returncode == 2 and "xyz" in bad_format.stderr
+    curves = run("curves", "bp_mlp.cifar10", "--out", str(tmp_path / "curves" / "c.xyz"))
+    assert curves.returncode == 2 and "xyz" in curves.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_folder_removes_only_what_it_created(tmp_path) -> None:
+    from zoo.evaluation.output import output_folder
+
+    with pytest.raises(RuntimeError), output_folder(tmp_path / "a" / "b") as folder:
+        (folder / "half.json").write_text("{")
+        raise RuntimeError("drawing failed")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "old.png").write_bytes(b"png")
+    with pytest.raises(RuntimeError), output_folder(tmp_path / "kept"):
+        raise RuntimeError("drawing failed")
+    assert (tmp_path / "kept" / "old.png").read_bytes() == b"png"
+    with output_folder(tmp_path / "new") as folder:
+        (folder / "done.json").write_text("{}")
+    assert (tmp_path / "new" / "done.json").is_file()
+
+
+def test_unknown_id_errors_show_close_matches_and_the_count_only() -> None:
+    from zoo.api import list_models
+
+    count = len(list_models(include_pending=True))
+    typo = run("info", "bp_mlp.mnsit")
+    assert typo.returncode == 2 and len(typo.stderr.splitlines()) == 1 and len(typo.stderr) < 300
+    assert "Did you mean: bp_mlp.mnist" in typo.stderr and f"{count} model ids known" in typo.stderr
+    assert "python -m zoo list --all" in typo.stderr and "snn_lenet.cifar10" not in typo.stderr
+    far = run("info", "zzzz")
+    assert far.returncode == 2 and len(far.stderr) < 300
+    assert f"None of the {count} known model ids is close" in far.stderr

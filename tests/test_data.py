@@ -163,6 +163,19 @@ def test_root_none_uses_default_root(monkeypatch: pytest.MonkeyPatch, tmp_path: 
     assert str(tmp_path / "FashionMNIST" / "raw" / TEST_IMAGES) in str(e.value)
 
 
+def test_an_explicit_root_is_used_as_given(tmp_path: Path) -> None:
+    """The bundled MNIST test split stands in only for the default root: a root given explicitly that does not
+    exist, or lacks the files, is an error naming it (not the bundled copy)."""
+    absent = tmp_path / "no-such-folder"
+    with pytest.raises(DatasetNotFoundError) as e:
+        load_split("mnist", "test", absent)
+    message = str(e.value)
+    assert str(absent) in message and "MNIST/raw/" in message and "cifar-10-batches-py/" in message
+    assert "\n" not in message and not absent.exists()
+    with pytest.raises(DatasetNotFoundError, match=str(tmp_path / "MNIST" / "raw" / TEST_IMAGES)):
+        load_split("mnist", "test", tmp_path)  # exists, holds nothing
+
+
 # ------------------------------------------------------------------------------------ MNIST / Fashion-MNIST
 
 
@@ -337,7 +350,7 @@ def test_missing_files_error_lists_paths(tmp_path: Path) -> None:
     assert "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/" in str(e.value)
 
 
-def test_bundled_mnist_test_split(data_root: Path, tmp_path: Path) -> None:
+def test_bundled_mnist_test_split(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for name, low, high in ((TEST_IMAGES, 1_500_000, 1_700_000), (TEST_LABELS, 3_000, 6_000)):
         gz = BUNDLED_DIR / f"{name}.gz"
         blob = gz.read_bytes()
@@ -345,8 +358,9 @@ def test_bundled_mnist_test_split(data_root: Path, tmp_path: Path) -> None:
         assert blob[:4] == b"\x1f\x8b\x08\x00"  # gzip, deflate, no FNAME (no file name stored)
         assert blob[4:8] == b"\x00\x00\x00\x00"  # mtime 0: reproducible bytes
         assert gzip.decompress(blob) == raw_file(data_root, "mnist", name).read_bytes()
-    x_b, y_b = load_split("mnist", "test", tmp_path)  # empty root: the bundled copy
     x_r, y_r = load_split("mnist", "test", data_root)
+    monkeypatch.setenv("ZOO_DATA_ROOT", str(tmp_path))
+    x_b, y_b = load_split("mnist", "test")  # an empty default root: the bundled copy
     assert torch.equal(x_b, x_r) and torch.equal(y_b, y_r)
     assert not any(tmp_path.iterdir())  # nothing written to the root
 
@@ -505,6 +519,7 @@ def test_cifar_binary_structure_and_missing(cifar: dict[str, Any], tmp_path: Pat
     with pytest.raises(DataFormatError, match="labels out of range"):
         load_split("cifar10", "test", tmp_path, verify=False)
     empty = tmp_path / "empty"
+    empty.mkdir()  # (a root that does not exist at all: test_an_explicit_root_is_used_as_given)
     with pytest.raises(DatasetNotFoundError) as e:
         load_split("cifar10", "train", empty)
     msg = str(e.value)
@@ -568,7 +583,8 @@ def test_download_mnist_from_loopback_mirror(tmp_path: Path, monkeypatch: pytest
         assert real_files(raw_dir) == {TEST_IMAGES, TEST_LABELS, f"{TEST_IMAGES}.gz", f"{TEST_LABELS}.gz"}
         assert (raw_dir / TEST_IMAGES).read_bytes() == official[TEST_IMAGES]
         assert (raw_dir / TEST_LABELS).read_bytes() == official[TEST_LABELS]
-        x_b, y_b = load_split("mnist", "test", tmp_path / "empty")  # the bundled copy
+        monkeypatch.setenv("ZOO_DATA_ROOT", str(tmp_path / "empty"))
+        x_b, y_b = load_split("mnist", "test")  # the bundled copy
         assert torch.equal(x, x_b) and torch.equal(y, y_b)
         assert torch.bincount(y, minlength=10).tolist() == MNIST_TEST_COUNTS
         load_split("mnist", "test", root, download=True)  # present now: no new request
@@ -628,7 +644,8 @@ def test_download_offline_mode_is_reported(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("ZOO_DATA_MIRROR", "http://127.0.0.1:9")  # never contacted
     with pytest.raises(OfflineError):
         load_split("fashion_mnist", "test", tmp_path, download=True)
-    x, _ = load_split("mnist", "test", tmp_path)  # the bundled MNIST test split needs no network
+    monkeypatch.setenv("ZOO_DATA_ROOT", str(tmp_path))
+    x, _ = load_split("mnist", "test")  # the bundled MNIST test split needs no network
     assert x.shape == (10_000, 1, 28, 28)
 
 

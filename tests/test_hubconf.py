@@ -85,3 +85,15 @@ def test_hub_load_untrained_and_pending(tiny_zoo) -> None:
     assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
     with pytest.raises(UnknownModelError, match="bp_mlp.cifar10|Did you mean|Known"):
         torch.hub.load(REPO, "bp_mlp", weights="cifar10", source="local")
+
+
+def test_a_one_dataset_family_defaults_to_its_dataset() -> None:
+    """``bp_cnn`` is trained on CIFAR-10 only: its default weights are that checkpoint (the published manifest's),
+    not a missing ``bp_cnn.mnist``; families trained on MNIST keep MNIST as their default."""
+    assert families()["bp_cnn"].datasets == ("cifar10",)
+    model = torch.hub.load(REPO, "bp_cnn", source="local")
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(model(x), zoo.load("bp_cnn.cifar10")(x))
+    assert "\"DEFAULT\" ('cifar10')" in hubconf().bp_cnn.__doc__
+    assert "\"DEFAULT\" ('mnist')" in hubconf().bp_mlp.__doc__
+    assert all(f.default_dataset in f.datasets for f in families().values())

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -271,3 +272,27 @@ def test_exported_card_embeds_the_checkpoints_own_figures(tmp_path) -> None:
     assert "![learning curve of the training run](learning_curve.png)" in card and "(attacks.png)" in card
     for layer, angle in entry.metrics["alignment_deg"].items():
         assert f"| `{layer}` | {angle:.1f} |" in card
+
+
+@pytest.mark.parametrize(("command", "blocked", "package"), [
+    (["export-nir", "{id}", "{tmp}/model.nir"], ("nir",), "nir"),
+    (["compare", "{id}", "--out", "{tmp}/compare", "--images", "10"], ("rsatoolbox", "rsatoolbox.rdm"), "rsatoolbox"),
+    (["explain", "{id}", "--out", "{tmp}/explain"], ("captum", "captum.attr"), "captum"),
+    (["show-filters", "{id}", "--out", "{tmp}/filters.png"], ("matplotlib", "matplotlib.pyplot"), "matplotlib"),
+])
+def test_a_missing_extra_is_reported_before_the_checkpoint_is_downloaded(
+        command: list[str], blocked: tuple[str, ...], package: str, tiny_zoo, file_server, monkeypatch, tmp_path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """As in an installed package (the checkpoint only at its URL): the command says which extra to install and
+    has made no request and written nothing."""
+    from zoo.cli import main
+
+    server, _ = move_to_server(tiny_zoo, file_server)
+    monkeypatch.setenv("ZOO_WEIGHTS_URL", server.base_url)
+    for module in blocked:
+        monkeypatch.setitem(sys.modules, module, None)  # import raises ImportError, as when it is not installed
+    out = tmp_path / "out"
+    assert main([part.format(id=tiny_zoo.model_id, tmp=out) for part in command]) == 2
+    assert f"pip install {package} " in capsys.readouterr().err
+    assert server.requests == [] and not out.exists()
+    assert not cached_file(zoo.get_weights(tiny_zoo.model_id).entry).exists()

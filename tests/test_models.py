@@ -92,6 +92,35 @@ def test_untrained_model_shapes() -> None:
         zoo.create_model("bp_mlp", weights="mnist", dataset="mnist")
 
 
+@pytest.mark.parametrize(("arch", "named", "accepted"), [
+    ({"hidden": [-5]}, "hidden=[-5]", "accepted: a list of positive integers"),
+    ({"hidden": 800}, "hidden=800", "accepted: a list of positive integers"),
+    ({"dropout": 1.5}, "dropout=1.5", "accepted: a number in [0, 1)"),
+    ({"num_classes": 0}, "num_classes=0", "accepted: an integer >= 2"),
+    ({"num_classes": 2.5}, "num_classes=2.5", "accepted: an integer >= 2"),
+    ({"in_shape": (1, 0, 28)}, "in_shape=(1, 0, 28)", "accepted: (C, H, W), three positive integers"),
+])
+def test_bad_architecture_values_name_what_is_accepted(arch: dict[str, object], named: str, accepted: str) -> None:
+    with pytest.raises(ValueError) as e:
+        zoo.create_model("fa_mlp", None, dataset="mnist", **arch)
+    message = str(e.value)
+    assert message.startswith(f"fa_mlp: {named} is not valid") or message.startswith(
+        f"fa_mlp: architecture option {named} is not valid"), message
+    assert accepted in message and "\n" not in message
+
+
+def test_every_option_of_every_family_is_checked_before_building() -> None:
+    """One rule for all families: a value of the wrong kind for any option is refused by name, before torch sees
+    it (a string where a number or list is expected, a number where a string is)."""
+    from zoo.registry import families
+
+    for family in families().values():
+        for key, default in family.default_arch.items():
+            wrong = 7 if isinstance(default, str) else "seven"
+            with pytest.raises(ValueError, match=rf"^{family.name}: architecture option {key}=.*accepted: "):
+                family.arch_for(family.default_dataset, **{key: wrong})
+
+
 def test_any_float_dtype_is_cast_and_other_dtypes_are_refused() -> None:
     import warnings
 

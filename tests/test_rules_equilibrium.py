@@ -290,9 +290,9 @@ def test_bad_rule_options_are_refused_with_what_is_accepted(options: dict[str, o
 def test_bad_network_options_and_models_are_refused() -> None:
     with pytest.raises(ValueError, match=r"unknown input_norm 'l2'; accepted: \('raw', 'standard'\)"):
         network(input_norm="l2")
-    with pytest.raises(ValueError, match=r"free_steps must be an int >= 1 .*got 0"):
+    with pytest.raises(ValueError, match=r"free_steps=0 is not valid; accepted: a positive integer"):
         network(free_steps=0)
-    with pytest.raises(ValueError, match=r"hidden must list positive int layer widths, got \[500, 0\]"):
+    with pytest.raises(ValueError, match=r"hidden=\[500, 0\] is not valid; accepted: a list of positive integers"):
         network(hidden=[500, 0])
     with pytest.raises(ValueError, match="a nudged phase .* needs the one-hot target"):
         model = network(hidden=[8])

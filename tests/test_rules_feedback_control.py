@@ -333,9 +333,11 @@ def test_bad_rule_options_are_refused_with_what_is_accepted(options: dict[str, o
 
 
 def test_bad_network_options_and_models_are_refused() -> None:
-    for hidden in ([], [256, 0], [256, True]):
-        with pytest.raises(ValueError, match=r"hidden must list one or more positive int layer widths"):
-            FAMILY.build_model(FAMILY.arch_for("mnist", hidden=hidden))
+    with pytest.raises(ValueError, match=r"hidden must list one or more positive int layer widths"):
+        FAMILY.build_model(FAMILY.arch_for("mnist", hidden=[]))
+    for hidden in ([256, 0], [256, True]):
+        with pytest.raises(ValueError, match=r"hidden=\[256, .*\] is not valid; accepted: a list of positive integers"):
+            FAMILY.arch_for("mnist", hidden=hidden)
     backprop = get_family("bp_mlp").build_model(get_family("bp_mlp").arch_for("mnist", hidden=[8]))
     with pytest.raises(TypeError, match="DFCTrainer trains a DFCNetwork, not MLP"):
         DFCTrainer(backprop, {}, 1, 1)

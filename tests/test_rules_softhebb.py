@@ -201,7 +201,7 @@ def test_bad_rule_options_give_clear_errors(options: dict[str, object], message:
     ({"kernels": [3]}, r"channels, kernels, powers and pools need one value per block"),
     ({"channels": [1, 6]}, r"at least 2 competing channels"),
     ({"powers": [0.0, 1.0]}, r"triangle power must be positive"),
-    ({"dropout": 1.0}, r"dropout must be in \[0, 1\)"),
+    ({"dropout": 1.0}, r"dropout=1.0 is not valid; accepted: a number in \[0, 1\)"),
     ({"in_shape": (1, 4, 4), "channels": [4, 6, 8], "kernels": [3] * 3, "powers": [1.0] * 3, "pools": ["max"] * 3},
      r"input \[1, 4, 4\] is too small for 3 SoftHebb blocks"),
 ])

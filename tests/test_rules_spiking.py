@@ -205,8 +205,8 @@ def test_export_without_nir_says_what_to_install(monkeypatch: pytest.MonkeyPatch
 
 
 @pytest.mark.parametrize(("options", "message"), [
-    ({"time_steps": 0}, r"time_steps must be a positive integer \(steps per image\), got 0"),
-    ({"time_steps": 2.5}, r"time_steps must be a positive integer .* got 2.5"),
+    ({"time_steps": 0}, r"snn_mlp: architecture option time_steps=0 is not valid; accepted: a positive integer"),
+    ({"time_steps": 2.5}, r"time_steps=2.5 is not valid; accepted: a positive integer"),
     ({"beta": 1.0}, r"beta \(membrane decay per step\) must be a number in \[0, 1\), got 1.0"),
     ({"beta": -0.1}, r"beta .* must be a number in \[0, 1\), got -0.1"),
     ({"threshold": 0}, r"threshold must be a positive number, got 0"),

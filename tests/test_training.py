@@ -1,21 +1,21 @@
 """The training script end to end on slices of real data: where runs write, determinism, resume, errors, logs."""
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import signal
+import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
+from datasets import root_with
+from training_runs import REPO, checkpoint_of, kill_after_first_epoch, run_entry, sha256, train_cli
 
 import zoo
 from training.publish import PublishError, publish_run
-from training.train import main
+from training.train import IN_PROGRESS_DIR, departures, main, parse_args, run_folder
 from zoo.data import load_split
 from zoo.engine.fit import FitConfig, augment, random_shift
 from zoo.engine.local_phase import HebbianPhaseTrainer
@@ -26,28 +26,6 @@ from zoo.weights.checkpoint import load_into
 from zoo.weights.manifest import read_manifest
 from zoo.weights.paths import manifest_path
 from zoo.weights.verify import verify_entry
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def run_entry(out: Path) -> dict:
-    return json.loads((out / "entry.json").read_text())
-
-
-def checkpoint_of(out: Path) -> Path:
-    return out / Path(run_entry(out)["file"]).name
-
-
-def train_cli(*args: str, env_extra: dict[str, str] | None = None, runner: tuple[str, ...] = ()) -> \
-        subprocess.Popen[str]:
-    """``python -m training.train ARGS`` in a child process with one thread and no TTY."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **(env_extra or {})}
-    command = [*(runner or (sys.executable,)), "-m", "training.train", *args]
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
 def test_smoke_run_writes_only_into_out_then_fine_tunes(tmp_path, data_root) -> None:
@@ -64,7 +42,7 @@ def test_smoke_run_writes_only_into_out_then_fine_tunes(tmp_path, data_root) -> 
     assert entry.recipe["departures"] == ["--limit 2000", "--epochs 1"]
     assert [r["epoch"] for r in entry.recipe["curve"]] == [1]
     assert set(entry.recipe["curve"][0]) == {"epoch", "train_loss", "test_top1", "wall_s"}
-    assert entry.recipe["threads"] == torch.get_num_threads() and entry.recipe["device"] == "cpu"
+    assert entry.recipe["threads"] == 1 and entry.recipe["device"] == "cpu"  # one thread unless asked
     assert set(entry.metrics["top1_fgsm"]) == {"0.05", "0.1"}
     png = save_curves([entry], tmp_path / "curves.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -122,22 +100,6 @@ def test_same_command_same_bytes(entrypoint, tmp_path, data_root) -> None:
     assert digests[0] != digests[2], f"{entrypoint}: the seed does not reach the model"
 
 
-def kill_after_first_epoch(process: subprocess.Popen[str], out: Path, timeout: float = 120.0) -> None:
-    """SIGKILL ``process`` as soon as it has saved the state of epoch 1."""
-    deadline = time.monotonic() + timeout
-    state = out / "state.json"
-    while time.monotonic() < deadline:
-        if state.is_file() and json.loads(state.read_text())["epochs_done"] >= 1:
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            return
-        if process.poll() is not None:
-            pytest.fail(f"the run ended before it could be killed:\n{process.stdout.read() if process.stdout else ''}")
-        time.sleep(0.05)
-    process.kill()
-    pytest.fail("no state saved after the first epoch")
-
-
 @pytest.mark.parametrize("entrypoint, extra", [("brsf_lenet", []),
                                                ("semihebb_mlp", ["--set", "fit.rule.hebbian_epochs=2"])])
 def test_killed_run_resumes_to_the_same_bytes(entrypoint, extra, tmp_path, data_root) -> None:
@@ -158,6 +120,49 @@ def test_killed_run_resumes_to_the_same_bytes(entrypoint, extra, tmp_path, data_
     assert [r["test_top1"] for r in run_entry(tmp_path / "killed")["recipe"]["curve"]] == \
         [r["test_top1"] for r in run_entry(tmp_path / "whole")["recipe"]["curve"]]
     assert not list((tmp_path / "killed").glob("state*")), "a finished run removes its resumable state"
+
+
+def git_in(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def test_a_recipe_run_keeps_its_state_where_git_tracks_it() -> None:
+    args = parse_args(["bp_resnet20", "--dataset", "cifar10"])
+    folder = run_folder(args, "bp_resnet20.cifar10", departures(args))
+    assert folder == IN_PROGRESS_DIR / "bp_resnet20.cifar10" and REPO in folder.parents
+    for name in ("state.json", "state-epoch0007.safetensors", "run.json", "train.log"):
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(folder / name)], cwd=REPO)
+        assert ignored.returncode == 1, f"{name} of an in-progress run would not be committed"
+
+
+@pytest.mark.parametrize("entrypoint, dataset, extra", [
+    ("brsf_lenet", "mnist", ["--limit", "1000"]),
+    ("dfa_resnet20", "cifar10", ["--limit", "128", "--set", "fit.batch_size=64"]),  # batch norm, channels-last, Adam
+])
+def test_a_run_resumes_on_a_fresh_clone_of_its_committed_state(entrypoint, dataset, extra, tmp_path) -> None:
+    """The state a run leaves in the checkout, committed and cloned elsewhere (a fresh machine: nothing outside the
+    clone survives), continues to the bytes of an uninterrupted run."""
+    data_root = root_with(dataset)
+    args = [entrypoint, "--dataset", dataset, "--epochs", "2", "--test-limit", "100", "--data-root", str(data_root),
+            "--no-progress", *extra]
+    relative = Path("training") / "in_progress" / f"{entrypoint}.{dataset}"
+    origin = tmp_path / "origin"
+    (origin / relative).mkdir(parents=True)
+    shutil.copy(REPO / ".gitignore", origin / ".gitignore")
+    whole = train_cli(*args, "--out", str(tmp_path / "whole"))
+    kill_after_first_epoch(train_cli(*args, "--out", str(origin / relative)), origin / relative)
+    git_in(origin, "init", "-q")
+    git_in(origin, "add", "-A")
+    git_in(origin, "commit", "-qm", "state after epoch 1")
+    git_in(tmp_path, "clone", "-q", str(origin), "fresh")
+    shutil.rmtree(origin)
+    resumed = train_cli(*args, "--out", str(tmp_path / "fresh" / relative), "--resume")
+    log = resumed.communicate()[0]
+    assert resumed.returncode == 0, log
+    assert "epoch 1/2" not in log and "epoch 2/2" in log
+    assert whole.wait() == 0
+    assert sha256(checkpoint_of(tmp_path / "fresh" / relative)) == sha256(checkpoint_of(tmp_path / "whole"))
 
 
 @pytest.mark.parametrize("entrypoint, extra", [
@@ -192,7 +197,7 @@ def test_two_processes_train_like_one(entrypoint, extra, tmp_path, data_root) ->
     (["--limit", "0"], "--limit must be a positive number of images, got 0"),
     (["--device", "tpu"], "unknown device 'tpu'; accepted: auto, cpu, cuda, cuda:N, mps"),
     (["--device", "cuda:7"], "is not available"),
-    (["--set", "nosuch.key=1"], "no section 'nosuch'"),
+    (["--set", "nosuch.key=1"], "unknown key 'nosuch.key'"),
     (["--test-limit", "-3"], "--test-limit must be a positive number of images, got -3"),
 ])
 def test_bad_command_lines_get_one_clear_error(argv, message, tmp_path, data_root, capsys) -> None:
@@ -221,22 +226,51 @@ def test_log_without_a_terminal_is_one_line_per_epoch(tmp_path, data_root) -> No
     assert [line.split()[1] for line in log.splitlines() if " epoch " in line] == ["epoch", "epoch"]
 
 
-def test_publish_keeps_the_manifest_mode_and_refuses_departures_and_dirty_code(tmp_path, tiny_zoo, data_root) -> None:
-    out = tmp_path / "run"
+def tiny_recipe(recipes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Point the recipes at a folder whose ``bp_mlp`` recipe takes a second: 1 epoch of a 16-unit MLP on the
+    first images (so a run of it, as written, departs from nothing)."""
+    import training.recipes
+
+    recipes.mkdir()
+    (recipes / "bp_mlp.json").write_text(json.dumps({"entrypoint": "bp_mlp", "datasets": {"mnist": {
+        "arch": {"hidden": [16]}, "fit": {"epochs": 1, "rule": {"lr": 0.003}}}}}))
+    monkeypatch.setattr(training.recipes, "RECIPES_DIR", recipes)
+
+
+def test_publish_keeps_the_manifest_mode_and_refuses_departures_and_dirty_code(tmp_path, tiny_zoo, data_root,
+                                                                              monkeypatch) -> None:
+    out = tmp_path / "departing"
     assert main(["bp_mlp", "--dataset", "mnist", "--epochs", "1", "--limit", "300", "--data-root", str(data_root),
                  "--out", str(out), "--no-progress"]) == 0  # the full test split: verify recomputes its top-1
     with pytest.raises(PublishError, match="departs from its recipe"):
-        publish_run(out, tiny_zoo.manifest)
+        publish_run(out, tiny_zoo.manifest, data_root)
     raw = run_entry(out)
-    del raw["recipe"]["departures"]
+    del raw["recipe"]["departures"]  # a hand edit: the recorded command still says --limit 300
+    (out / "entry.json").write_text(json.dumps(raw))
+    with pytest.raises(PublishError, match=r"departs from its recipe \(--limit 300, --epochs 1\)"):
+        publish_run(out, tiny_zoo.manifest, data_root)
+
+    tiny_recipe(tmp_path / "recipes", monkeypatch)
+    out = tmp_path / "recipe-run"
+    assert main(["bp_mlp", "--dataset", "mnist", "--data-root", str(data_root), "--out", str(out),
+                 "--no-progress"]) == 0
+    raw = run_entry(out)
+    assert "departures" not in raw["recipe"]
     raw["recipe"]["git_commit"] = "0" * 40 + "-dirty+abc"
     (out / "entry.json").write_text(json.dumps(raw))
     with pytest.raises(PublishError, match="uncommitted code"):
-        publish_run(out, tiny_zoo.manifest)
-    raw["recipe"]["git_commit"] = "0" * 40
+        publish_run(out, tiny_zoo.manifest, data_root)
+    raw["recipe"]["git_commit"] = "0" * 40  # as if trained from a clean tree
+    for edit, message in ((("metrics", "top1", 99.9), "measures"), (("metrics", "n_eval", 200), "measures"),
+                          (("recipe", "config", {"arch": {}, "fit": {"epochs": 1}, "init": None}), "configuration")):
+        edited = json.loads(json.dumps(raw))
+        edited[edit[0]][edit[1]] = edit[2]
+        (out / "entry.json").write_text(json.dumps(edited))
+        with pytest.raises(PublishError, match=message):
+            publish_run(out, tiny_zoo.manifest, data_root)
     (out / "entry.json").write_text(json.dumps(raw))
     os.chmod(tiny_zoo.manifest, 0o644)
-    entry = publish_run(out, tiny_zoo.manifest)
+    entry = publish_run(out, tiny_zoo.manifest, data_root)
     assert oct(tiny_zoo.manifest.stat().st_mode & 0o777) == "0o644"
     assert read_manifest(tiny_zoo.manifest).entries[entry.id].sha256 == entry.sha256
     assert all(check.ok for check in verify_entry(entry, data_root)), "verify must agree with what training wrote"

@@ -63,24 +63,73 @@ def effective_config(entrypoint: str, dataset: str, config: Mapping[str, Any]) -
             "fit": {**fit_defaults, **fit, "rule": rule}, "init": config.get("init")}
 
 
-def apply_override(config: dict[str, Any], override: str) -> None:
+def override_keys(entrypoint: str, dataset: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """Every key ``--set`` may change, dotted (``arch.dropout``, ``fit.epochs``, ``fit.rule.lr``, ``init``), with
+    its value in ``config`` (a resolved recipe) or its default."""
+    effective = effective_config(entrypoint, dataset, config)
+    from zoo.registry import get_family
+
+    arch_keys = get_family(entrypoint).default_arch
+    keys: dict[str, Any] = {f"arch.{k}": effective["arch"][k] for k in arch_keys}
+    keys.update({f"fit.{k}": v for k, v in effective["fit"].items() if k != "rule"})
+    keys.update({f"fit.rule.{k}": v for k, v in effective["fit"]["rule"].items()})
+    keys["init"] = effective["init"]
+    return keys
+
+
+_KINDS = ((bool, "true or false", "booleans"), (int, "an integer", "integers"), (float, "a number", "numbers"),
+          (dict, "a JSON object", "JSON objects"), (str, "a string", "strings"))
+
+
+def _type_name(value: Any, plural: bool = False) -> str:
+    if isinstance(value, (list, tuple)):
+        return "a JSON list" + (f" of {_type_name(value[0], plural=True)}" if value else "")
+    for kind, one, many in _KINDS:
+        if isinstance(value, kind):
+            return many if plural else one
+    return "any JSON value"
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    """Whether ``value`` may replace ``default``: the same JSON type (an integer where a number is expected; any
+    value where the default is null; lists element by element)."""
+    if default is None:
+        return True
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(default, bool) and isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    if isinstance(default, int):
+        return isinstance(value, int)
+    if isinstance(default, (list, tuple)):
+        return isinstance(value, list) and (not default or all(_same_kind(v, default[0]) for v in value))
+    return isinstance(value, type(default))
+
+
+def apply_override(config: dict[str, Any], override: str, accepted: Mapping[str, Any]) -> None:
     """Apply one ``KEY=VALUE`` override (``fit.rule.lr=0.01``; the value is JSON, else a string) in place.
 
-    The path must lead through existing sections (``arch``, ``fit``, ``fit.rule``, ``init``); the last key may be
-    new, and is then checked by the architecture or trainer that reads it.
+    ``KEY`` must be one of ``accepted`` (:func:`override_keys`) and ``VALUE`` of the same JSON type as its current
+    value; anything else raises :class:`ValueError` naming what is accepted.
     """
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ValueError(f"--set takes KEY=VALUE (e.g. fit.rule.lr=0.01), got {override!r}")
+    if key not in accepted:
+        from zoo.registry import suggest
+
+        raise ValueError(f"--set {override}: unknown key {key!r}. {suggest(key, list(accepted))} "
+                         "(--list-options prints every key with its value)")
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
         value = text
+    default = accepted[key]
+    if not _same_kind(value, default):
+        raise ValueError(f"--set {override}: {key} takes {_type_name(default)} (now {json.dumps(default)}), "
+                         f"got {json.dumps(value)}")
     *path, last = key.split(".")
     node: Any = config
     for part in path:
-        if not isinstance(node, dict) or not isinstance(node.get(part), dict):
-            raise ValueError(f"--set {override}: the recipe has no section {'.'.join(path)!r}; sections: "
-                             f"{sorted(k for k, v in config.items() if isinstance(v, dict))}")
-        node = node[part]
+        node = node.setdefault(part, {})
     node[last] = value

@@ -22,19 +22,21 @@ refused, since it would not give the bytes the recorded command gives.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shlex
 import shutil
 import sys
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import torch
+from filelock import FileLock, Timeout
 
-from training.provenance import REPO_ROOT, git_commit, hardware
+from training.provenance import REPO_ROOT, cpu_record, git_commit, hardware
 from training.publish import ENTRY_JSON, publish_run, update_manifest
-from training.recipes import apply_override, effective_config, load_recipe
+from training.recipes import apply_override, effective_config, load_recipe, override_keys
 from zoo.data import DATASETS, load_split
 from zoo.engine.devices import DEVICE_CHOICES, resolve_device
 from zoo.engine.distributed import from_environment
@@ -49,6 +51,11 @@ from zoo.weights.manifest import Entry, pending_entry, published_entry
 from zoo.weights.paths import manifest_path
 
 ALIGNMENT_BATCH = 1000  # first test images: the fixed batch of metrics.alignment_deg
+# One thread unless asked: with torch's default two threads, 2 of 8 one-epoch bp_mlp runs of one command gave another
+# checkpoint (issue 32); with one thread, every run did. Two runs at once, one thread each, also use 2 cores best.
+DEFAULT_THREADS = 1
+RUN_FILES = ("run.json", "entry.json", "state.json")  # what makes a folder a run's (besides its checkpoints)
+LOCK_FILE = "run.lock"
 IN_PROGRESS_DIR = REPO_ROOT / "training" / "in_progress"
 RUN_JSON = "run.json"
 
@@ -72,10 +79,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="write the checkpoint, entry.json and the resumable state here")
     parser.add_argument("--resume", action="store_true", help="continue from the state saved in the run folder")
     parser.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICE_CHOICES)} (default: auto)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's, i.e. $OMP_NUM_THREADS)")
+    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                        help=f"torch CPU threads (default {DEFAULT_THREADS}: the same command then gives the same "
+                             "bytes; with more threads some CPU kernels do not)")
     parser.add_argument("--data-root", type=Path, help="dataset root (default: $ZOO_DATA_ROOT or the user cache)")
     parser.add_argument("--manifest", type=Path, help="manifest a recipe run publishes into (default: the checkout's)")
     parser.add_argument("--pending", metavar="REASON", help="record a pending entry with this reason; train nothing")
+    parser.add_argument("--replace-published", action="store_true",
+                        help="with --pending: allow replacing a published entry (its checkpoint file is kept)")
+    parser.add_argument("--list-options", action="store_true",
+                        help="print every key --set accepts with its recipe value, and exit")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar, one line per epoch")
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     return parser.parse_args(argv)
@@ -102,8 +115,10 @@ def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
         config["fit"]["seed"] = args.seed
     if args.init is not None:
         config["init"] = args.init
-    for override in args.overrides:
-        apply_override(config, override)
+    if args.overrides:
+        accepted = override_keys(args.entrypoint, args.dataset, config)
+        for override in args.overrides:
+            apply_override(config, override, accepted)
     return config
 
 
@@ -131,7 +146,7 @@ def check_arguments(args: argparse.Namespace) -> None:
             raise UsageError(f"{flag} must be a positive number of images, got {value}")
     if args.epochs is not None and args.epochs < 1:
         raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
-    if args.threads is not None and args.threads < 1:
+    if args.threads < 1:
         raise UsageError(f"--threads must be at least 1, got {args.threads}")
 
 
@@ -180,8 +195,14 @@ def write_run_output(out_dir: Path, family: Family, dataset: str, arch: dict[str
 
 
 def run_folder(args: argparse.Namespace, model_id: str, departed: list[str]) -> Path:
-    """Where the run writes; a run that departs from its recipe must be given ``--out``."""
+    """Where the run writes; a run that departs from its recipe must be given ``--out``, never the published
+    checkpoints' folder."""
     if args.out is not None:
+        published = (Path(args.manifest or manifest_path()).resolve().parent / "weights").resolve()
+        out = Path(args.out).resolve()
+        if out == published or published in out.parents:
+            raise UsageError(f"--out {args.out} is the published checkpoints' folder {published}; a run writes into a "
+                             "folder of its own (publish it afterwards with python -m training.publish)")
         return Path(args.out)
     if departed:
         raise UsageError(f"this run departs from its recipe ({', '.join(departed)}), so it must not replace the "
@@ -205,6 +226,12 @@ def run_device(spec: str) -> torch.device:
     return device
 
 
+def list_options(args: argparse.Namespace) -> None:
+    """Print every ``--set`` key of the family on the dataset, with its value in the recipe (or its default)."""
+    for key, value in override_keys(args.entrypoint, args.dataset, load_recipe(args.entrypoint, args.dataset)).items():
+        print(f"{key}={json.dumps(value)}")
+
+
 def train(args: argparse.Namespace) -> Entry | None:
     """Run the recipe and write the result; return the entry (``None`` on processes other than rank 0)."""
     check_arguments(args)
@@ -217,30 +244,35 @@ def train(args: argparse.Namespace) -> Entry | None:
                               "epochs": fit_config.epochs}
     if args.pending:
         entry = pending_entry(family.name, args.dataset, family.learning_rule, arch, recipe, args.pending)
-        update_manifest(args.manifest or manifest_path(), entry)
+        update_manifest(args.manifest or manifest_path(), entry, replace_published=args.replace_published)
         return entry
 
     departed = departures(args)
     out_dir = run_folder(args, model_id, departed)
+    with run_lock(out_dir):
+        return train_into(args, family, config, fit_config, recipe, out_dir, departed)
+
+
+def train_into(args: argparse.Namespace, family: Family, config: dict[str, Any], fit_config: FitConfig,
+               recipe: dict[str, Any], out_dir: Path, departed: list[str]) -> Entry | None:
+    """The run of :func:`train` in ``out_dir`` (locked by this process)."""
+    model_id = f"{family.name}.{args.dataset}"
+    arch = family.arch_for(args.dataset, **config["arch"])
     publishing = args.out is None
     commit = git_commit()  # the code as it is when the run starts
     if publishing and "-dirty" in commit:
         raise UsageError("refusing to publish from a git tree with uncommitted changes (the recorded commit would "
                          "not reproduce the checkpoint); commit them first, or pass --out DIR for a private run")
-    if config["init"] is not None:
-        init_entry(family, config["init"], arch)  # a clear error before any data is read
-    previous = saved_epochs(out_dir)
-    if previous is not None and not args.resume:
-        raise UsageError(f"{out_dir} holds the saved state of a run after epoch {previous}; pass --resume to continue "
-                         "it, or choose another --out (or delete that folder) to start again")
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    if config["init"] is not None:  # a clear error before any data is read; the start is recorded by its hash
+        recipe["init_sha256"] = init_entry(family, config["init"], arch).sha256
+    previous = check_run_folder(out_dir, args.resume)
+    torch.set_num_threads(args.threads)
     device = run_device(args.device)
     collective = from_environment(device)
-    started = {"command": recipe["command"], "config": config, "git_commit": commit,
+    started = {"command": recipe["command"], "config": config, "git_commit": commit, "cpu": cpu_record(),
                "threads": torch.get_num_threads(), "device": device.type, "processes": collective.world}
     resumed_from: list[str] = []
-    if args.resume and previous is not None:
+    if args.resume and (out_dir / RUN_JSON).is_file():
         started, resumed_from = resumed_run(out_dir, started)
         commit = started["git_commit"]
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -260,7 +292,8 @@ def train(args: argparse.Namespace) -> Entry | None:
     if config["init"] is not None and log and previous is None:
         print(f"start ({config['init']}): test top-1 {top1(model, test_x, test_y):.2f}%", flush=True)
     if log:
-        started["resumed_at"] = [*resumed_from, *([git_commit()] if previous is not None and args.resume else [])]
+        this_time = [{"git_commit": git_commit(), "cpu": cpu_record()}] if previous is not None and args.resume else []
+        started["resumed_at"] = [*resumed_from, *this_time]
         atomic_write(out_dir / RUN_JSON, lambda tmp: Path(tmp).write_text(json.dumps(started, indent=1) + "\n"))
     history = fit(model, train_x, train_y, fit_config, on_epoch_end=report,
                   progress=False if args.no_progress else None, state_dir=out_dir, resume=args.resume,
@@ -272,7 +305,8 @@ def train(args: argparse.Namespace) -> Entry | None:
         batch = test_x[:ALIGNMENT_BATCH].to(torch.float32).div_(255.0).to(device)
         metrics["alignment_deg"] = family.alignment(model, batch, test_y[:ALIGNMENT_BATCH].to(device))
     wall = sum(record["wall_s"] for record in history)
-    recipe.update({"wall_time_s": round(wall, 1), "hardware": hardware(device), "torch_version": torch.__version__,
+    recipe.update({"wall_time_s": round(wall, 1), "hardware": hardware(device), "cpu": started["cpu"],
+                   "torch_version": torch.__version__,
                    "git_commit": commit, "threads": torch.get_num_threads(), "device": device.type,
                    "processes": collective.world, "curve": history})
     if started["resumed_at"]:
@@ -283,10 +317,56 @@ def train(args: argparse.Namespace) -> Entry | None:
     clear_train_state(out_dir)
     print(f"{entry.id}: top-1 {metrics['top1']:.2f}% -> {out_dir / entry.filename} ({wall:.0f} s)", flush=True)
     if publishing:
-        entry = publish_run(out_dir, args.manifest or manifest_path())
+        entry = publish_run(out_dir, args.manifest or manifest_path(), args.data_root)
         shutil.rmtree(out_dir)  # its checkpoint and entry are in weights/ and the manifest now
         print(f"published {entry.id} -> {entry.file}", flush=True)
     return entry
+
+
+@contextlib.contextmanager
+def run_lock(out_dir: Path) -> Iterator[None]:
+    """Hold ``out_dir``'s lock for the whole run: a second process training into the same folder is refused.
+    Under torchrun only rank 0 (the process that writes) locks; a folder this call created is removed again if the
+    run leaves nothing in it."""
+    if os.environ.get("RANK", "0") != "0":
+        yield
+        return
+    created = not out_dir.exists()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(out_dir / LOCK_FILE), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise UsageError(f"{out_dir} is in use by another training process; wait for it to end or choose another "
+                         "--out") from None
+    try:
+        yield
+    finally:
+        (out_dir / LOCK_FILE).unlink(missing_ok=True)  # while still held: a waiting process cannot lock the old file
+        lock.release()
+        if created and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+
+
+def check_run_folder(out_dir: Path, resume: bool) -> int | None:
+    """The epochs of the saved state ``--resume`` continues (``None``: start afresh), after refusing a folder that
+    holds another run: a finished one (its entry.json), or a started one without ``--resume``."""
+    entry_file = out_dir / ENTRY_JSON
+    if entry_file.is_file():
+        finished = json.loads(entry_file.read_text())
+        what = f"finished run of {finished.get('id')} (its checkpoint {Path(str(finished.get('file'))).name})"
+        if resume:
+            raise UsageError(f"--resume: {out_dir} holds a {what}: there is nothing left to train")
+        raise UsageError(f"{out_dir} holds a {what}; choose another --out (or delete that folder)")
+    previous = saved_epochs(out_dir)
+    if resume and previous is not None and not (out_dir / RUN_JSON).is_file():
+        raise UsageError(f"--resume: {out_dir} holds a saved state but no {RUN_JSON}, so which command it continues is "
+                         "unknown; delete the folder's state files to start again")
+    if not resume and (previous is not None or (out_dir / RUN_JSON).is_file()):
+        after = f" after epoch {previous}" if previous is not None else ""
+        raise UsageError(f"{out_dir} holds the saved state of a run{after}; pass --resume to continue it, or choose "
+                         "another --out (or delete that folder) to start again")
+    return previous
 
 
 def resumed_run(out_dir: Path, now: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
@@ -294,9 +374,17 @@ def resumed_run(out_dir: Path, now: dict[str, Any]) -> tuple[dict[str, Any], lis
 
     Only the run that saved the state continues: same command and resolved recipe, same thread count, device and
     process count (another would change the arithmetic, so the bytes would not be those of the recorded command).
-    The run keeps the commit it started at; the code it is resumed with is recorded beside it.
+    The run keeps the commit and CPU it started with; the code and CPU of each resumption are recorded beside them
+    (a resumed run gives the uninterrupted run's bytes only with the same code on the same kind of CPU).
     """
-    saved = json.loads((out_dir / RUN_JSON).read_text())
+    try:
+        saved = json.loads((out_dir / RUN_JSON).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UsageError(f"--resume: cannot read {out_dir / RUN_JSON} ({exc}); delete the folder to start again") \
+            from None
+    if not isinstance(saved, dict) or not {"command", "config"} <= set(saved):
+        raise UsageError(f"--resume: {out_dir / RUN_JSON} is not a run record (it needs 'command' and 'config'); "
+                         "delete the folder to start again")
     if saved["command"] != now["command"] or saved["config"] != now["config"]:
         raise UsageError(f"--resume: {out_dir} holds the state of another run ({saved['command']}); "
                          f"resume it with that command, or choose another --out")
@@ -305,7 +393,7 @@ def resumed_run(out_dir: Path, now: dict[str, Any]) -> tuple[dict[str, Any], lis
             raise UsageError(f"--resume: {out_dir} was started with {key} {saved[key]}, this process has "
                              f"{now[key]}; resume it with the same {flag} (it changes the arithmetic, so the "
                              "checkpoint would not be the recorded command's)")
-    started = {**now, **{key: saved[key] for key in ("git_commit",) if key in saved}}
+    started = {**now, **{key: saved[key] for key in ("git_commit", "cpu") if key in saved}}
     return started, list(saved.get("resumed_at", []))
 
 
@@ -313,14 +401,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; a refused command line or a failed run prints one ``error:`` line (the traceback
     with ``--debug``) and returns 2."""
     args = parse_args(argv)
+    threads = torch.get_num_threads()  # restored afterwards: a caller's process keeps its own setting
     try:
-        train(args)
+        if args.list_options:
+            list_options(args)
+        else:
+            train(args)
     except (ZooError, ValueError, OSError) as exc:  # UsageError and PublishError are ValueErrors
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
+        torch.set_num_threads(threads)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     return 0

@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from zoo.data.transforms import ToFloatImages
-from zoo.errors import UnknownModelError
+from zoo.errors import ManifestError, UnknownModelError
 from zoo.registry import get_family, suggest
 from zoo.weights.checkpoint import load_into
 from zoo.weights.manifest import Entry, Manifest, cached_manifest
@@ -35,7 +35,7 @@ def get_entry(model_id: str) -> Entry:
     entries = manifest().entries
     if model_id not in entries:
         raise UnknownModelError(f"unknown model id {model_id!r} (ids are '<entrypoint>.<dataset>'). "
-                                f"{suggest(model_id, entries)}")
+                                f"{suggest(model_id, entries, 'model ids', 'python -m zoo list --all')}")
     return entries[model_id]
 
 
@@ -74,8 +74,28 @@ def get_weights(model_id: str) -> Weights:
     return Weights(get_entry(model_id))
 
 
+def check_entry_against_family(entry: Entry) -> None:
+    """Refuse a manifest entry that disagrees with its family's registry record: another learning rule, architecture
+    keys the family does not have, or input statistics, shape and class count other than its dataset's."""
+    family = get_family(entry.entrypoint)
+    expected = family.arch_for(entry.dataset)
+    problems = []
+    if entry.learning_rule != family.learning_rule:
+        problems.append(f"learning_rule is {entry.learning_rule!r}, the family's is {family.learning_rule!r}")
+    if set(entry.arch) - set(expected):  # an option added later may be missing: its default applies
+        problems.append(f"arch has keys {sorted(set(entry.arch) - set(expected))} the family does not "
+                        f"(its keys: {sorted(expected)})")
+    for key in ("in_shape", "num_classes", "mean", "std"):
+        if key in entry.arch and entry.arch[key] != expected[key]:
+            problems.append(f"arch.{key} is {entry.arch[key]}, {entry.dataset}'s is {expected[key]}")
+    if problems:
+        raise ManifestError(f"manifest entry {entry.id} disagrees with its family {family.name}: {'; '.join(problems)}")
+
+
 def build_from_entry(entry: Entry, path: Path) -> nn.Module:
-    """The model of ``entry`` with the tensors of the (already verified) file at ``path``, in eval mode."""
+    """The model of ``entry`` (checked against its family) with the tensors of the (already verified) file at
+    ``path``, in eval mode."""
+    check_entry_against_family(entry)
     model = get_family(entry.entrypoint).build_model(entry.arch, model_id=entry.id, dataset=entry.dataset)
     load_into(model, path)
     return model.eval()
@@ -99,8 +119,9 @@ def load(model_id: str, *, source: str = "auto", device: str | torch.device = "c
 def create_model(entrypoint: str, weights: str | None = "DEFAULT", *, dataset: str | None = None,
                  in_shape: tuple[int, int, int] | None = None, num_classes: int | None = None,
                  source: str = "auto", **arch: Any) -> nn.Module:
-    """Build a family's model: pretrained on ``weights`` (a dataset tag, or ``"DEFAULT"`` for MNIST), or
-    untrained when ``weights=None`` (then ``dataset=`` or ``in_shape=``/``num_classes=`` set its shape)."""
+    """Build a family's model: pretrained on ``weights`` (a dataset tag, or ``"DEFAULT"`` for the family's
+    :attr:`~zoo.registry.Family.default_dataset`: MNIST, or the only dataset of a one-dataset family), or untrained
+    when ``weights=None`` (then ``dataset=`` or ``in_shape=``/``num_classes=`` set its shape)."""
     family = get_family(entrypoint)
     if weights is None:
         return family.build_model(family.arch_for(dataset, in_shape=in_shape, num_classes=num_classes, **arch),
@@ -108,5 +129,5 @@ def create_model(entrypoint: str, weights: str | None = "DEFAULT", *, dataset: s
     if dataset is not None or in_shape is not None or num_classes is not None or arch:
         raise ValueError(f"{entrypoint}: dataset=/in_shape=/num_classes=/architecture options apply only to "
                          f"weights=None; pretrained weights fix the architecture (got weights={weights!r})")
-    tag = "mnist" if weights == "DEFAULT" else weights
+    tag = family.default_dataset if weights == "DEFAULT" else weights
     return load(f"{entrypoint}.{tag}", source=source)

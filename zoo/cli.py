@@ -38,11 +38,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from zoo.api import get_entry
-    from zoo.weights.resolve import raise_if_pending, resolve_file
+    from zoo.weights.resolve import download_to_cache
 
-    entry = get_entry(args.id)
-    raise_if_pending(entry)
-    print(resolve_file(entry, args.source))
+    print(download_to_cache(get_entry(args.id), args.source))
     return 0
 
 
@@ -99,10 +97,19 @@ def _cmd_export_hf(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_export_nir(args: argparse.Namespace) -> int:
-    from zoo.api import load
-    from zoo.rules.spiking import export_nir
+def _refuse_to_overwrite(path: Path, force: bool) -> None:
+    """An existing ``path`` is replaced only with ``--force``."""
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; pass --force to replace it")
 
+
+def _cmd_export_nir(args: argparse.Namespace) -> int:
+    from zoo.api import get_entry, load
+    from zoo.rules.spiking import export_nir, require_nir
+
+    get_entry(args.id)  # an unknown id: close matches, before anything else
+    _refuse_to_overwrite(args.file, args.force)
+    require_nir()  # before the checkpoint is fetched
     print(export_nir(load(args.id, source=args.source), args.file))
     return 0
 
@@ -123,8 +130,10 @@ def _cmd_push(args: argparse.Namespace) -> int:
 
 def _cmd_show_filters(args: argparse.Namespace) -> int:
     from zoo.api import load
+    from zoo.evaluation.extras import require
     from zoo.evaluation.filters import save_filters
 
+    require("drawing filters", "matplotlib")  # before the checkpoint is fetched
     print(save_filters(load(args.id, source=args.source), args.out, n=args.n, cols=args.cols, title=args.id))
     return 0
 
@@ -164,6 +173,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m zoo`` argument parser."""
+    from zoo.evaluation.attributions import MAX_IMAGES
     from zoo.weights.resolve import SOURCES
 
     parser = argparse.ArgumentParser(prog="python -m zoo", description="bioplausible-zoo: pretrained checkpoints "
@@ -176,13 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="show a checkpoint's manifest entry")
     p.add_argument("id")
     p.set_defaults(run=_cmd_info)
-    p = sub.add_parser("download", help="fetch a checkpoint into the cache and print its path")
+    p = sub.add_parser("download", help="put a checkpoint into the torch hub cache ($TORCH_HOME/hub/checkpoints), "
+                                        "fetched from --source (a checkout's copy is copied), and print its path")
     p.add_argument("id")
     p.add_argument("--source", choices=SOURCES, default="auto")
     p.set_defaults(run=_cmd_download)
     p = sub.add_parser("eval", help="top-1 accuracy of a checkpoint on its dataset")
     p.add_argument("id")
-    p.add_argument("--data-root", type=Path)
+    p.add_argument("--data-root", type=Path, help="dataset folder in torchvision's layout, used as given (default: "
+                                                  "$ZOO_DATA_ROOT or the user cache, where the bundled MNIST test "
+                                                  "split stands in for missing files)")
     p.add_argument("--split", choices=("test", "train"), default="test")
     p.add_argument("--limit", type=int, help="first N images only")
     p.add_argument("--download", action="store_true", help="fetch missing dataset files from the official mirrors")
@@ -206,6 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
                                           "for other simulators and neuromorphic hardware (needs the snn extra)")
     p.add_argument("id")
     p.add_argument("file", type=Path)
+    p.add_argument("--force", action="store_true", help="replace an existing FILE")
     p.add_argument("--source", choices=SOURCES, default="auto")
     p.set_defaults(run=_cmd_export_nir)
     p = sub.add_parser("push", help="export a checkpoint and upload it to the Hugging Face Hub")
@@ -235,7 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("ids", nargs="+")
     p.add_argument("--out", type=Path, required=True, help="folder for attributions.{json,safetensors,png}")
     p.add_argument("--method", choices=("saliency", "integrated_gradients"), default="saliency")
-    p.add_argument("--images", type=int, default=8, help="the first N test images (default: 8)")
+    p.add_argument("--images", type=int, default=8,
+                   help=f"the first N test images, one picture column each (default: 8, at most {MAX_IMAGES})")
     p.add_argument("--data-root", type=Path)
     p.set_defaults(run=_cmd_explain)
     p = sub.add_parser("compare", help="representations of checkpoints of one dataset and an untrained model of "

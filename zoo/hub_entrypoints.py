@@ -25,7 +25,8 @@ def _docstring(name: str) -> str:
     Learning rule: {family.learning_rule}.{f" {family.paper}." if family.paper else ""}
 
     Args:
-        weights: dataset tag of the pretrained checkpoint, "DEFAULT" (MNIST) or None for an untrained model.
+        weights: dataset tag of the pretrained checkpoint, "DEFAULT" ({family.default_dataset!r}) or None for an
+            untrained model.
             Available:
 {weights}
         dataset: with weights=None, shape the model for this dataset ("mnist", "fashion_mnist", "cifar10").

@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping
 from torch import nn
 
 from zoo.archs.base import Architecture
+from zoo.archs.options import check_arch, check_in_shape, check_num_classes
 from zoo.data.catalog import DATASETS
 from zoo.engine.trainer import Trainer
 from zoo.errors import UnknownModelError
@@ -61,7 +62,12 @@ class Family:
 
     def arch_for(self, dataset: str | None = None, *, in_shape: tuple[int, int, int] | None = None,
                  num_classes: int | None = None, **overrides: Any) -> dict[str, Any]:
-        """The full ``arch`` record for a dataset (or an explicit input shape and class count)."""
+        """The full ``arch`` record for a dataset (or an explicit input shape and class count), every value checked
+        (:func:`zoo.archs.options.check_arch`): a bad one raises :class:`ValueError` naming it and what is accepted."""
+        if in_shape is not None:
+            check_in_shape(self.name, in_shape)
+        if num_classes is not None:
+            check_num_classes(self.name, num_classes)
         if dataset is not None:
             info = DATASETS.get(dataset)
             if info is None:
@@ -69,21 +75,27 @@ class Family:
             base: dict[str, Any] = {"in_shape": list(info.in_shape), "num_classes": info.num_classes,
                                     "mean": list(info.mean), "std": list(info.std)}
         elif in_shape is not None and num_classes is not None:
-            channels = int(in_shape[0])
-            base = {"in_shape": [int(d) for d in in_shape], "num_classes": int(num_classes),
-                    "mean": [0.5] * channels, "std": [0.5] * channels}
+            base = {"mean": [0.5] * in_shape[0], "std": [0.5] * in_shape[0]}
         else:
             raise ValueError(f"{self.name}: give dataset= (one of {sorted(DATASETS)}) or both in_shape= and "
                              "num_classes= to build an untrained model")
         if in_shape is not None:
-            base["in_shape"] = [int(d) for d in in_shape]
+            base["in_shape"] = list(in_shape)
         if num_classes is not None:
-            base["num_classes"] = int(num_classes)
+            base["num_classes"] = num_classes
         unknown = sorted(set(overrides) - set(self.default_arch))
         if unknown:
             raise ValueError(f"{self.name}: unknown architecture option(s) {unknown}; "
                              f"accepted: {sorted(self.default_arch)}")
-        return {**base, **self.default_arch, **overrides}
+        arch = {**base, **self.default_arch, **overrides}
+        check_arch(self.name, arch, self.default_arch)
+        return arch
+
+    @property
+    def default_dataset(self) -> str:
+        """The dataset ``weights="DEFAULT"`` means: the first of :attr:`datasets` (MNIST where the family has it,
+        else its only dataset, e.g. CIFAR-10 for the CIFAR conv nets)."""
+        return self.datasets[0]
 
     def build_model(self, arch: Mapping[str, Any], *, model_id: str | None = None,
                     dataset: str | None = None) -> nn.Module:
@@ -184,7 +196,8 @@ def get_family(name: str) -> Family:
     """The family of an entrypoint name; an unknown name raises with the closest known names."""
     known = _all_families()
     if name not in known:
-        raise UnknownModelError(f"unknown model family {name!r}. {suggest(name, known)}")
+        raise UnknownModelError(f"unknown model family {name!r}. "
+                                f"{suggest(name, known, 'families', 'torch.hub.list or zoo.registry.families()')}")
     return known[name]
 
 
@@ -197,11 +210,13 @@ def family_of(model: nn.Module) -> Family:
     return get_family(cfg.family)
 
 
-def suggest(name: str, choices: Mapping[str, Any] | list[str]) -> str:
-    """'Did you mean ...?' text listing close matches, or all choices when none is close."""
+def suggest(name: str, choices: Mapping[str, Any] | list[str], noun: str = "names", listing: str = "") -> str:
+    """'Did you mean ...?' text: the close matches of ``name`` among ``choices`` (case ignored) and how many
+    ``noun`` there are, never the whole list (``listing`` says where to see it)."""
     options = sorted(choices)
     by_lower = {option.lower(): option for option in options}
     close = [by_lower[c] for c in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.5)]
+    where = f"; {listing} lists them" if listing else ""
     if close:
-        return f"Did you mean: {', '.join(close)}?"
-    return f"Known: {', '.join(options)}."
+        return f"Did you mean: {', '.join(close)}? ({len(options)} {noun} known{where})"
+    return f"None of the {len(options)} known {noun} is close{where}."

@@ -1,6 +1,7 @@
 """The first module of every model: checks the input contract and normalises inside the model."""
 from __future__ import annotations
 
+import math
 import warnings
 from typing import Sequence
 
@@ -38,7 +39,8 @@ class ImageInput(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Check the contract, cast any float dtype to the model's (float64 from NumPy is the common case) and
-        normalise. In eval mode, values far outside [0, 1] (e.g. 0-255 floats) get a one-time warning."""
+        normalise. In eval mode, NaN or infinite values raise and values far outside [0, 1] (e.g. 0-255 floats) get a
+        one-time warning; the value check is left out of a ``torch.compile`` graph."""
         if not isinstance(x, Tensor) or x.dim() != 4 or tuple(x.shape[1:]) != self.in_shape \
                 or not x.is_floating_point():
             got = f"{x.dtype} tensor of shape {list(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
@@ -46,13 +48,16 @@ class ImageInput(nn.Module):
                 f"expected float images of shape {shape_text(self.in_shape)} scaled to [0, 1] (any float dtype); "
                 f"got {got}. Convert uint8 images with zoo.get_weights(id).transforms().")
         x = x.to(self.mean.dtype)
-        if not self.training and not self.range_warned and x.numel():  # inference only: no cost in training steps
-            self._warn_if_out_of_range(x)
+        if not self.training and x.numel() and not torch.compiler.is_compiling():  # inference only
+            self._check_values(x)
         return (x - self.mean) / self.std
 
-    def _warn_if_out_of_range(self, x: Tensor) -> None:
+    def _check_values(self, x: Tensor) -> None:
         low, high = (float(v) for v in torch.aminmax(x.detach()))
-        if low < -RANGE_SLACK or high > 1 + RANGE_SLACK:
+        if not (math.isfinite(low) and math.isfinite(high)):
+            raise ValueError(f"input images contain NaN or infinite values (range [{low}, {high}]); the model takes "
+                             "finite float images scaled to [0, 1]")
+        if not self.range_warned and (low < -RANGE_SLACK or high > 1 + RANGE_SLACK):
             self.range_warned = True
             warnings.warn(f"input values span [{low:.3g}, {high:.3g}]; the model expects "
                           "images scaled to [0, 1] like torchvision's ToTensor (uint8 images: use "

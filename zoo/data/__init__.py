@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from zoo.data.catalog import DATASETS, SPLITS, DatasetInfo, check_split, dataset_info
-from zoo.data.roots import default_data_root, resolve_root
+from zoo.data.roots import check_root_exists, default_data_root, resolve_root
 from zoo.errors import DataFormatError, UnsafeArchiveError, UnsafePickleError
 
 __all__ = [
@@ -49,13 +49,16 @@ def load_split(
     ``verify=False`` skips that, for generated test files. ``limit`` keeps the first ``limit`` samples.
     Missing files raise :class:`zoo.errors.DatasetNotFoundError` naming the paths looked for; malformed
     files raise :class:`DataFormatError`. The MNIST test split falls back to a copy bundled with the
-    package when ``root`` lacks it and ``download`` is false.
+    package when the default root (``root=None``) lacks it and ``download`` is false; a ``root`` given explicitly
+    is used as given: it must exist (unless ``download``) and hold the files, so a mistyped path is an error.
     """
     info = dataset_info(dataset)
     check_split(split)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise ValueError(f"limit must be None or an int >= 0, not {limit!r}")
     root_path = resolve_root(root)
+    if root is not None and not download:
+        check_root_exists(root_path)
     if info.name == "cifar10":
         from zoo.data.cifar import load_cifar10_split
 
@@ -63,7 +66,8 @@ def load_split(
     else:
         from zoo.data.mnist import load_idx_split
 
-        images, labels = load_idx_split(info.name, split, root_path, download=download, verify=verify, limit=limit)
+        images, labels = load_idx_split(info.name, split, root_path, download=download, verify=verify, limit=limit,
+                                        bundled=root is None)
     assert images.dtype == torch.uint8 and images.is_contiguous() and tuple(images.shape[1:]) == info.in_shape
     assert labels.dtype == torch.int64 and labels.shape == (images.shape[0],)
     return images, labels

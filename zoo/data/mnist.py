@@ -24,27 +24,28 @@ def candidates(root: Path, dataset: str, filename: str) -> list[Path]:
     return [d / filename, d / f"{filename}.gz"]
 
 
-def _locate(root: Path, dataset: str, split: str, filename: str, download: bool, verify: bool) -> Path | None:
+def _locate(root: Path, dataset: str, filename: str, download: bool, verify: bool, bundled: bool) -> Path | None:
     for path in candidates(root, dataset, filename):
         if path.is_file():
             return path
     if download:
         return fetch.download_idx(dataset, filename, raw_dir(root, dataset), verify=verify)
-    if dataset == "mnist" and filename in BUNDLED_FILES:
+    if bundled and dataset == "mnist" and filename in BUNDLED_FILES:
         return bundled_path(filename)
     return None
 
 
 def load_idx_split(
-    dataset: str, split: str, root: Path, *, download: bool, verify: bool, limit: int | None
+    dataset: str, split: str, root: Path, *, download: bool, verify: bool, limit: int | None, bundled: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a split of MNIST / Fashion-MNIST as ``(uint8 [N,1,28,28], int64 [N])``.
 
     Files are taken from ``root`` (uncompressed preferred over ``.gz``); missing ones are downloaded
-    when ``download``, else, for the MNIST test split only, the copy bundled with the package is used.
+    when ``download``, else, for the MNIST test split only and when ``bundled``, the copy bundled with the
+    package is used.
     """
     images_name, labels_name = IDX_FILES[split]
-    paths = {name: _locate(root, dataset, split, name, download, verify) for name in (images_name, labels_name)}
+    paths = {name: _locate(root, dataset, name, download, verify, bundled) for name in (images_name, labels_name)}
     missing = [name for name, p in paths.items() if p is None]
     if missing:
         looked = [str(p) for name in missing for p in candidates(root, dataset, name)]

@@ -4,6 +4,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from zoo.data.catalog import CIFAR_BIN_FOLDER, CIFAR_PY_FOLDER, IDX_FOLDERS
+from zoo.errors import DatasetNotFoundError
+
 ROOT_ENV = "ZOO_DATA_ROOT"
 
 
@@ -29,3 +32,17 @@ def resolve_root(root: str | Path | None) -> Path:
     if not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"root must be a str, a Path or None, not {type(root).__name__}")
     return Path(root).expanduser()
+
+
+def layout() -> str:
+    """The folders a data root holds, in words: torchvision's layout, one folder per dataset."""
+    idx = ", ".join(f"{folder}/raw/" for folder in IDX_FOLDERS.values())
+    return f"torchvision's layout ({idx}, {CIFAR_PY_FOLDER}/ or {CIFAR_BIN_FOLDER}/)"
+
+
+def check_root_exists(root: Path) -> Path:
+    """``root`` if it is a folder; :class:`DatasetNotFoundError` naming it and the expected layout otherwise."""
+    if not root.is_dir():
+        raise DatasetNotFoundError(f"data root {root} does not exist or is not a folder; expected a folder in "
+                                   f"{layout()}, or pass download=True (command line: --download) to fetch into it")
+    return root

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
 from zoo.engine.devices import model_device
 from zoo.engine.distributed import SINGLE, Collective
+from zoo.engine.fit_inputs import FitInputs, check_fit_inputs
 from zoo.engine.train_state import load_train_state, save_train_state, saved_epochs
-from zoo.registry import family_of
+from zoo.registry import CFG_ATTRIBUTE, family_of
 
 AUGMENTATIONS = ("none", "shift", "crop_flip")
 MEMORY_FORMATS = ("auto", "channels_last", "contiguous")
@@ -51,6 +53,26 @@ class FitConfig:
     max_shift: int = 2
     memory_format: str = "auto"
     rule: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_checkpoint(cls, model: nn.Module, **changes: Any) -> "FitConfig":
+        """The configuration ``model``'s checkpoint was trained with (its manifest entry's recipe), with ``changes``
+        applied: ``FitConfig.from_checkpoint(model, epochs=3)``. ``rule`` in ``changes`` updates the recipe's rule
+        options key by key (``rule={"lr": 1e-4}`` keeps the others). Lists what a rule accepts:
+        ``family_of(model).trainer.options``."""
+        from zoo.api import get_weights
+
+        cfg = getattr(model, CFG_ATTRIBUTE, None)
+        if cfg is None or cfg.id is None:
+            raise ValueError("FitConfig.from_checkpoint needs a pretrained zoo model (zoo.load(ID)); this model has no "
+                             "checkpoint id. Build a FitConfig(epochs=..., rule={...}) instead")
+        recorded = dict(get_weights(cfg.id).entry.recipe["config"]["fit"])
+        unknown = sorted(set(changes) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"FitConfig.from_checkpoint: unknown field(s) {unknown}; accepted: "
+                             f"{sorted(f.name for f in fields(cls))}")
+        rule = {**recorded.get("rule", {}), **dict(changes.pop("rule", {}))}
+        return cls(**{**recorded, **changes, "rule": rule})
 
     def __post_init__(self) -> None:
         if self.augment not in AUGMENTATIONS:
@@ -94,14 +116,20 @@ def augment(x: Tensor, config: FitConfig, generator: torch.Generator) -> Tensor:
     return random_flip(x, generator) if config.augment == "crop_flip" else x
 
 
-def fit(model: nn.Module, images: Tensor, labels: Tensor, config: FitConfig, *,
+def fit(model: nn.Module, images: Tensor | np.ndarray, labels: Tensor | np.ndarray, config: FitConfig, *,
         on_epoch_end: Callable[[int, EpochRecord], None] | None = None, progress: bool | None = None,
-        state_dir: Path | None = None, resume: bool = False, collective: Collective = SINGLE) -> list[EpochRecord]:
-    """Train ``model`` with its own learning rule on uint8 ``images`` ``[N, C, H, W]`` and return one record
-    per epoch (``epoch``, ``train_loss``, ``wall_s`` and what ``on_epoch_end`` added to it).
+        state_dir: Path | None = None, resume: bool = False, collective: Collective = SINGLE,
+        announce: bool = True) -> list[EpochRecord]:
+    """Train ``model`` with its own learning rule on ``images`` ``[N, C, H, W]`` and return one record per epoch
+    (``epoch``, ``train_loss``, ``wall_s`` and what ``on_epoch_end`` added to it).
+
+    ``images`` are what the model takes, float images in ``[0, 1]``, or uint8 images (0-255), which are scaled per
+    batch; ``labels`` are integer class indices. Tensors or NumPy arrays; shapes, dtypes, value ranges and label
+    counts are checked before anything trains (:mod:`zoo.engine.fit_inputs`).
 
     ``model`` is a zoo model (pretrained or untrained): its ``model.zoo_cfg`` names its family, whose trainer runs
-    the rule with the options in ``config.rule``.
+    the rule with the options in ``config.rule`` (:meth:`FitConfig.from_checkpoint` starts from the options the
+    checkpoint was trained with). With ``announce``, one line on stderr says what the rule will train before it starts.
 
     The model trains on the device it is on; batches are built on the CPU (so augmentation draws the same numbers
     on every device) and moved there. ``on_epoch_end(epoch, record)`` runs after every epoch (e.g. to evaluate and
@@ -110,6 +138,8 @@ def fit(model: nn.Module, images: Tensor, labels: Tensor, config: FitConfig, *,
     ``resume=True`` continues from it, giving the same result as a run that was never interrupted.
     ``collective`` (:mod:`zoo.engine.distributed`): each process trains on its shard of every global batch.
     """
+    family_of(model)  # a clear error for a model that is not a zoo model
+    images, labels, scale = check_fit_inputs(model, images, labels)
     if len(images) < 1:
         raise ValueError("no training images: the training set is empty")
     if collective.distributed and len(images) % config.batch_size:
@@ -118,16 +148,17 @@ def fit(model: nn.Module, images: Tensor, labels: Tensor, config: FitConfig, *,
     layout = training_layout(model, config.memory_format)
     model.to(memory_format=layout)  # type: ignore[call-overload]
     try:
-        return _train(model, images, labels, config, layout, on_epoch_end=on_epoch_end, progress=progress,
-                      state_dir=state_dir, resume=resume, collective=collective)
+        return _train(model, FitInputs(images, labels, scale), config, layout, on_epoch_end=on_epoch_end,
+                      progress=progress, state_dir=state_dir, resume=resume, collective=collective, announce=announce)
     finally:
         model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
 
 
-def _train(model: nn.Module, images: Tensor, labels: Tensor, config: FitConfig, layout: torch.memory_format, *,
+def _train(model: nn.Module, data: FitInputs, config: FitConfig, layout: torch.memory_format, *,
            on_epoch_end: Callable[[int, EpochRecord], None] | None, progress: bool | None, state_dir: Path | None,
-           resume: bool, collective: Collective) -> list[EpochRecord]:
+           resume: bool, collective: Collective, announce: bool) -> list[EpochRecord]:
     """The epoch loop of :func:`fit`, with the model already in ``layout``."""
+    images, labels = data.images, data.labels
     family = family_of(model)
     shard = collective.shard_size(config.batch_size)
     device = model_device(model)
@@ -140,6 +171,8 @@ def _train(model: nn.Module, images: Tensor, labels: Tensor, config: FitConfig, 
         saved, trainer_state = load_train_state(state_dir, model=model, generator=generator)
         trainer.load_state_dict(trainer_state)
         history = list(saved.extra["history"])
+    if announce and collective.is_main:
+        print(f"fit {family.name}: {trainer.describe()}", file=sys.stderr, flush=True)
     show = (sys.stderr.isatty() if progress is None else progress) and collective.is_main
     for epoch in range(len(history), config.epochs):
         model.train()
@@ -150,7 +183,8 @@ def _train(model: nn.Module, images: Tensor, labels: Tensor, config: FitConfig, 
                    disable=not show, leave=False)
         for step in bar:
             index = order[step * config.batch_size:(step + 1) * config.batch_size]
-            x = augment(images[index].to(torch.float32).div_(255.0), config, generator)
+            x = images[index].to(torch.float32)
+            x = augment(x.div_(data.scale) if data.scale != 1.0 else x, config, generator)
             x = x.contiguous(memory_format=layout)
             y = labels[index]
             if collective.distributed:  # this process's rows of the global batch

@@ -64,6 +64,20 @@ class HebbianPhaseTrainer(Trainer):
                                                     collective=collective)
         self.hebbian_step_count = 0
 
+    def describe(self) -> str:
+        """Which phase trains what: the Hebbian layer by the local rule, the head by gradients, or both."""
+        hebbian = (f"the Hebbian layer by {type(self).__name__}'s local rule in epochs 1-{self.hebbian_epochs} "
+                   f"(hebbian_lr {self.hebbian_lr0}, annealed to 0)" if self.hebbian_epochs else
+                   "not the Hebbian layer (hebbian_epochs=0)")
+        if self.head_epochs == 0:
+            head = "not the head (every epoch is Hebbian)"
+        elif self.head_during_hebbian:
+            head = f"the head by gradients in all {self.epochs} epochs"
+        else:
+            head = f"the head by gradients in epochs {self.hebbian_epochs + 1}-{self.epochs}"
+        options = ", ".join(f"{k}={v}" for k, v in sorted(self.config.items()) if k.startswith("head_"))
+        return f"trains {hebbian}; {head} ({options})"
+
     def head_config_extra(self, config: Mapping[str, Any]) -> dict[str, Any]:
         """Extra keys passed to the head's gradient trainer (e.g. BioCell's loss power)."""
         return {}

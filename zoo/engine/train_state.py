@@ -111,27 +111,50 @@ def load_train_state(folder: Path, *, model: nn.Module,
     """Restore the model and generators from ``folder``; return what was saved and the trainer's state (tensors on
     the CPU) for :meth:`zoo.engine.trainer.Trainer.load_state_dict`. A tensor file that does not match its recorded
     SHA-256 raises :class:`ValueError`."""
-    document = json.loads((Path(folder) / STATE_JSON).read_text())
-    if document.get("format") != STATE_FORMAT:
-        raise ValueError(f"{folder / STATE_JSON}: unknown state format {document.get('format')!r}")
+    document = read_state_json(Path(folder))
     path = Path(folder) / document["file"]
     actual = sha256_file(path)
     if actual != document["sha256"]:
         raise ValueError(f"{path} does not match the SHA-256 recorded in {STATE_JSON} (corrupted); delete the "
                          "folder's state files to start again")
     tensors = load_file(str(path), device="cpu")
-    model.load_state_dict(unflatten(document["model"], tensors), strict=True)
-    set_rng_state(unflatten(document["rng"], tensors), generator)
-    return (SavedState(int(document["epochs_done"]), document["extra"]),
-            unflatten(document["trainer"], tensors))
+    try:
+        model.load_state_dict(unflatten(document["model"], tensors), strict=True)
+        set_rng_state(unflatten(document["rng"], tensors), generator)
+        trainer = unflatten(document["trainer"], tensors)
+    except (KeyError, RuntimeError, TypeError) as exc:
+        raise ValueError(f"{Path(folder) / STATE_JSON}: the saved state does not fit this run ({exc}); delete the "
+                         "folder's state files to start again") from None
+    return SavedState(int(document["epochs_done"]), document["extra"]), trainer
+
+
+STATE_KEYS = ("format", "epochs_done", "file", "sha256", "model", "trainer", "rng", "extra")
+
+
+def read_state_json(folder: Path) -> dict[str, Any]:
+    """``folder``'s ``state.json``, checked to be a training state of this format; anything else raises
+    :class:`ValueError` naming the file."""
+    path = Path(folder) / STATE_JSON
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValueError(f"{path}: cannot read the saved training state ({exc}); delete the folder's state files to "
+                         "start again") from None
+    missing = [key for key in STATE_KEYS if not isinstance(document, dict) or key not in document]
+    if missing:
+        raise ValueError(f"{path}: not a training state (missing {missing}); delete the folder's state files to "
+                         "start again")
+    if document["format"] != STATE_FORMAT:
+        raise ValueError(f"{path}: unknown state format {document['format']!r} (this version reads {STATE_FORMAT})")
+    return dict(document)
 
 
 def saved_epochs(folder: Path) -> int | None:
-    """Epochs completed by the state saved in ``folder``, or ``None`` if it holds none."""
-    path = Path(folder) / STATE_JSON
-    if not path.is_file():
+    """Epochs completed by the state saved in ``folder``, or ``None`` if it holds none (:class:`ValueError` if its
+    ``state.json`` is unreadable)."""
+    if not (Path(folder) / STATE_JSON).is_file():
         return None
-    return int(json.loads(path.read_text())["epochs_done"])
+    return int(read_state_json(Path(folder))["epochs_done"])
 
 
 def clear_train_state(folder: Path) -> None:

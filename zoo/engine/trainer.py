@@ -42,6 +42,12 @@ class Trainer(ABC):
     def step(self, x: Tensor, y: Tensor) -> float:
         """Update the model on one batch of float images ``x`` in ``[0, 1]`` and labels ``y``; return the loss."""
 
+    def describe(self) -> str:
+        """One line saying what this trainer changes, for how long and with which options."""
+        trainable = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        return (f"{type(self).__name__} trains all {trainable:,} parameters for {self.epochs} epoch(s) with "
+                f"{_options_text(self.config)}")
+
     def epoch(self) -> int:
         """Index of the epoch the next step belongs to."""
         return self.step_count // self.steps_per_epoch
@@ -79,6 +85,10 @@ class Trainer(ABC):
                 current.copy_(saved)
             else:
                 setattr(self, name, saved)
+
+
+def _options_text(options: Mapping[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in sorted(options.items()))
 
 
 class GradientTrainer(Trainer):

@@ -27,12 +27,15 @@ import torch
 from torch import Tensor, nn
 
 from zoo.evaluation.attacks import input_gradient_of
-from zoo.evaluation.extras import optional_import
+from zoo.evaluation.extras import optional_import, require
+from zoo.evaluation.output import output_folder
 from zoo.evaluation.plotting import pyplot
 from zoo.evaluation.side_by_side import shared_test_images
 
 METHODS = ("saliency", "integrated_gradients")
 IG_STEPS = 50
+MAX_IMAGES = 32  # each image is a column of the picture: 32 columns are already about 40 inches wide
+PACKAGES = ("captum", "matplotlib")  # the maps, the picture
 FILES = {"metadata": "attributions.json", "maps": "attributions.safetensors", "picture": "attributions.png"}
 
 
@@ -40,6 +43,13 @@ def check_method(method: str) -> None:
     """:class:`ValueError` naming the accepted methods unless ``method`` is one of :data:`METHODS`."""
     if method not in METHODS:
         raise ValueError(f"unknown attribution method {method!r}; accepted: {', '.join(METHODS)}")
+
+
+def check_n_images(n_images: int) -> None:
+    """:class:`ValueError` naming the accepted range unless ``n_images`` is an int from 1 to :data:`MAX_IMAGES`."""
+    if isinstance(n_images, bool) or not isinstance(n_images, int) or not 1 <= n_images <= MAX_IMAGES:
+        raise ValueError(f"the number of images must be a positive int of at most {MAX_IMAGES} (one picture column "
+                         f"each), not {n_images!r}")
 
 
 def attribute(model: nn.Module, x: Tensor, target: Tensor, method: str = "saliency") -> Tensor:
@@ -107,27 +117,27 @@ def save_picture(images: Tensor, maps: dict[str, Tensor], labels: Tensor, predic
 
 def explain_models(model_ids: Sequence[str], out_dir: str | Path, method: str = "saliency", n_images: int = 8,
                    data_root: str | Path | None = None) -> dict[str, Path]:
-    """Attribute the first ``n_images`` test images of the checkpoints' shared dataset, the same images for every
-    model, and write into ``out_dir``: ``attributions.json`` (ids, method, image indices, labels, each model's
-    predictions), ``attributions.safetensors`` (one ``[N, C, H, W]`` map per id) and ``attributions.png`` (the
-    images above one row of maps per model). Returns the paths by kind (``metadata``, ``maps``, ``picture``)."""
+    """Attribute the first ``n_images`` (1 to :data:`MAX_IMAGES`) test images of the checkpoints' shared dataset,
+    the same images for every model, and write into ``out_dir``: ``attributions.json`` (ids, method, image indices,
+    labels, each model's predictions), ``attributions.safetensors`` (one ``[N, C, H, W]`` map per id) and
+    ``attributions.png`` (the images above one row of maps per model). Returns the paths by kind (``metadata``,
+    ``maps``, ``picture``)."""
     from safetensors.torch import save_file
 
     check_method(method)
-    if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
-        raise ValueError(f"the number of images must be a positive int, not {n_images!r}")
+    check_n_images(n_images)
+    require("attribution maps (python -m zoo explain)", *PACKAGES)  # before any download
     ids = list(dict.fromkeys(model_ids))
     dataset, images, labels = shared_test_images(ids, n_images, data_root, "python -m zoo explain")
     maps: dict[str, Tensor] = {}
     predicted: dict[str, list[int]] = {}
     for model_id in ids:
         maps[model_id], predicted[model_id] = _model_maps(model_id, images, labels, method)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {kind: out / name for kind, name in FILES.items()}
-    save_file({k: v.contiguous() for k, v in maps.items()}, str(paths["maps"]), metadata={"method": method})
-    paths["metadata"].write_text(json.dumps(_metadata(ids, dataset, method, labels, predicted), indent=2) + "\n")
-    save_picture(images, maps, labels, predicted, paths["picture"], method)
+    with output_folder(out_dir) as out:
+        paths = {kind: out / name for kind, name in FILES.items()}
+        save_file({k: v.contiguous() for k, v in maps.items()}, str(paths["maps"]), metadata={"method": method})
+        paths["metadata"].write_text(json.dumps(_metadata(ids, dataset, method, labels, predicted), indent=2) + "\n")
+        save_picture(images, maps, labels, predicted, paths["picture"], method)
     return paths
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor, nn
 
+from zoo.evaluation.output import output_folder
 from zoo.evaluation.plotting import pyplot
 
 
@@ -99,7 +100,9 @@ def save_filters(model: nn.Module, out: str | Path, n: int = 100, cols: int | No
     ax.set_axis_off()
     ax.set_title(f"{title or name}: first {shown} of {weight.shape[0]} units (each scaled by its max |w|)", fontsize=8)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    try:
+        with output_folder(out.parent):
+            fig.savefig(out, dpi=150, bbox_inches="tight")
+    finally:
+        plt.close(fig)
     return out

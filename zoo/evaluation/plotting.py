@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from zoo.evaluation.extras import optional_import
+from zoo.evaluation.output import output_folder
 
 LINE_STYLES = ("-", "--", "-.", ":")
 MARKERS = ("o", "s", "^", "D")
@@ -42,11 +43,14 @@ def add_figure_legend(fig: Any) -> Any:
 
 
 def save_figure(fig: Any, out: str | Path, dpi: int = 110) -> Path:
-    """Lay out ``fig`` with its legend (:func:`add_figure_legend`) outside the panels, write it to ``out`` and close
-    it; returns the path."""
+    """Lay out ``fig`` with its legend (:func:`add_figure_legend`) outside the panels, write it to ``out`` (creating
+    its folder, removed again if the writing fails) and close it; returns the path."""
     add_figure_legend(fig)
     fig.tight_layout()
     path = Path(out)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    pyplot("saving a figure").close(fig)
+    try:
+        with output_folder(path.parent):
+            fig.savefig(path, dpi=dpi, bbox_inches="tight")
+    finally:
+        pyplot("saving a figure").close(fig)
     return path

@@ -30,7 +30,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from zoo.evaluation.extras import optional_import
+from zoo.evaluation.extras import optional_import, require
+from zoo.evaluation.output import output_folder
 from zoo.evaluation.plotting import pyplot
 from zoo.evaluation.side_by_side import shared_test_images
 
@@ -42,6 +43,8 @@ BASELINE_SEED = 0
 TRAINING_ONLY_KEYS = ("dropout",)  # arch keys that leave the eval-mode network unchanged
 DEFAULT_IMAGES = 500  # t-SNE and the images x images RDMs grow quadratically with the number of images
 MIN_IMAGES = 5
+PACKAGES = ("rsatoolbox", "scikit-learn", "matplotlib")  # RDMs, t-SNE, the pictures
+PURPOSE = "comparing representations (python -m zoo compare)"
 FILES = {"rdms": "rdms.safetensors", "rdms_picture": "rdms.png", "cka": "cka.json", "cka_picture": "cka.png",
          "tsne": "tsne.json", "tsne_picture": "tsne.png"}
 
@@ -184,17 +187,17 @@ def compare_models(models: dict[str, nn.Module], images: Tensor, labels: Tensor,
     if len(labels) < MIN_IMAGES or len(labels) != len(images):
         raise ValueError(f"compare needs at least {MIN_IMAGES} images with one label each; got {len(images)} "
                          f"images and {len(labels)} labels")
+    require(PURPOSE, *PACKAGES)
     order = torch.argsort(labels, stable=True)
     images, labels = images[order], labels[order]
     activations = {name: layer_activations(model, images) for name, model in models.items()}
     chosen = {name: layer or tsne_layer(acts) for name, acts in activations.items()}
     mapped = {name: _layer_of(name, model, images, chosen[name]) for name, model in models.items()}
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {kind: out / name for kind, name in FILES.items()}
-    _write_rdms(activations, labels, paths)
-    _write_cka(activations, paths)
-    _write_tsne(mapped, chosen, labels, paths)
+    with output_folder(out_dir) as out:
+        paths = {kind: out / name for kind, name in FILES.items()}
+        _write_rdms(activations, labels, paths)
+        _write_cka(activations, paths)
+        _write_tsne(mapped, chosen, labels, paths)
     return paths
 
 
@@ -315,6 +318,7 @@ def compare_checkpoints(model_ids: Sequence[str], out_dir: str | Path, layer: st
 
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < MIN_IMAGES:
         raise ValueError(f"the number of images must be an int >= {MIN_IMAGES}, not {n_images!r}")
+    require(PURPOSE, *PACKAGES)  # before any download
     ids = list(dict.fromkeys(model_ids))
     _, images, labels = shared_test_images(ids, n_images, data_root, "python -m zoo compare")
     models = {model_id: load(model_id) for model_id in ids} | untrained_baselines(ids)

@@ -15,7 +15,9 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from zoo.evaluation.extras import require
 from zoo.evaluation.metric_grid import ATTACK_MODELS, ATTACKS, perturbation_size
+from zoo.evaluation.output import output_folder
 from zoo.evaluation.plotting import pyplot, save_figure, series_style
 from zoo.evaluation.side_by_side import shared_dataset
 from zoo.weights.manifest import Entry
@@ -125,14 +127,14 @@ def robustness_record(entries: Sequence[Entry]) -> dict[str, Any]:
 def write_robustness_curves(entries: Sequence[Entry], out_dir: str | Path) -> list[Path]:
     """Write ``robustness.json`` and ``noise.png`` into ``out_dir``, and ``pgd.png`` / ``fgsm.png`` drawing the
     entries that have the attack comparison (the others have no ``attack_comparison`` in the JSON); return the paths."""
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
+    require("robustness plots", "matplotlib")
     record = robustness_record(entries)
     title = ", ".join(entry.id for entry in entries) if len(entries) < 4 else record["dataset"]
-    paths = [folder / "robustness.json"]
-    paths[0].write_text(json.dumps(record, indent=2) + "\n")
-    paths.append(save_noise_plot(entries, folder / "noise.png", title=title))
     with_attacks = [entry for entry in entries if "robustness" in entry.metrics]
-    for attack in ATTACKS if with_attacks else ():
-        paths.append(save_attack_plot(with_attacks, folder / f"{attack}.png", attack, title=title))
+    with output_folder(out_dir) as folder:
+        paths = [folder / "robustness.json"]
+        paths[0].write_text(json.dumps(record, indent=2) + "\n")
+        paths.append(save_noise_plot(entries, folder / "noise.png", title=title))
+        for attack in ATTACKS if with_attacks else ():
+            paths.append(save_attack_plot(with_attacks, folder / f"{attack}.png", attack, title=title))
     return paths

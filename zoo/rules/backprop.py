@@ -1,5 +1,6 @@
 """Backpropagation: the baseline every biologically plausible rule is compared with. Its layers are the plain ones,
-so it trains every architecture."""
+so it trains every architecture; in a residual net autograd's exact gradient flows through batch norm and adds the
+shortcut's gradient to the block's at each residual join."""
 from __future__ import annotations
 
 from zoo.archs.base import PLAIN_LAYERS, LayerKit

@@ -22,6 +22,22 @@ DFA therefore trains with the plain :class:`~zoo.engine.trainer.GradientTrainer`
 sets the target before the forward pass. Inference is a plain forward pass; as for feedback alignment the rule is
 active in training mode only (:meth:`zoo.rules.base.RuleLayer.rule_active`), so an eval-mode model has true input
 gradients.
+
+Convolutions: the error is projected onto the convolution's whole input, ``[N, C, H, W]``, through a dense
+``[num_classes, C*H*W]`` matrix (a separate random weight for every position). BioTorch's DFA instead broadcasts the
+error over the positions and projects it through a ``[num_classes, C, k, k]`` kernel, far fewer numbers; that is a
+different algorithm, so its figures compare with these only loosely. The zoo keeps the dense projection: it is DFA as
+Noekland defines it for any layer, and every published DFA checkpoint loads unchanged.
+
+Residual nets (:mod:`zoo.archs.resnet20`): DFA projects ``e`` onto the input of every convolution, i.e. onto the
+input of each block's two convolutions (and of the stem and head), never onto the block outputs themselves. The
+gradient reaching a block's input is the sum autograd forms at the residual join: the projection ``e B`` its first
+convolution sends, plus what the weight-free shortcut passes on from the block's output, which itself is the next
+block's projection plus its shortcut's. A block input therefore receives the projections of all blocks above it
+(through the identity shortcuts and the subsampling ones), each through a different fixed matrix, and the head's;
+no weight is transported. Batch norm keeps its exact local backward pass. Each convolution learns from what reaches
+its output: a block's first convolution from the projection its second one sent, through the ReLU and batch norm
+between them; the second from the sum at the block's output, through the output ReLU and its batch norm.
 """
 from __future__ import annotations
 

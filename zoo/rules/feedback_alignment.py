@@ -25,6 +25,12 @@ scalar ``s = ||W||_F / ||M||_F`` with ``M = sign(W)`` or ``|R| * sign(W)``, so `
 the current ``W`` (for uSF ``s`` is the root-mean-square of ``W``); ``"none"`` uses ``s = 1``. The sign and the
 scale are taken from ``W`` at the time of the backward pass. FA's ``B`` is never rescaled: ``B = W`` gives
 backprop exactly.
+
+Residual nets and batch norm (:mod:`zoo.archs.resnet20`): only the weight layers carry the rule. Batch norm is a plain
+``nn.BatchNorm2d`` whose backward pass is its exact, local one (per channel, from its own statistics and scale), as in
+BioTorch. At a residual join ``relu(bn2(conv2(h)) + shortcut(x))`` autograd adds the two incoming gradients: what
+the block's convolutions send back through their ``B`` and what the weight-free shortcut passes on unchanged (the
+identity, or subsampling and zero maps), so no path transports a weight.
 """
 from __future__ import annotations
 

@@ -54,12 +54,14 @@ from zoo.archs.lenet import ARCHITECTURE as LENET_ARCHITECTURE
 from zoo.archs.lenet import LeNet
 from zoo.archs.mlp import ARCHITECTURE as MLP_ARCHITECTURE
 from zoo.engine.trainer import GradientTrainer
-from zoo.evaluation.extras import optional_import
+from zoo.evaluation.extras import optional_import, require
 from zoo.rules.base import Rule, Variant
 
 LIF_OPTIONS: dict[str, Any] = {"time_steps": 4, "beta": 0.5, "threshold": 1.0}
 POOL = (2, 2)  # average pooling (max-pooling has no NIR node); a tuple, as snnTorch's NIR importer needs
 FAMILIES = "the spiking families (snn_mlp, snn_lenet)"
+NIR_PACKAGES = ("snntorch", "nir", "nirtorch")  # snnTorch's NIR exporter and importer run on nirtorch
+NIR_PURPOSE = "NIR export and import"
 
 
 def snntorch() -> ModuleType:
@@ -258,13 +260,18 @@ def _spiking_model(model: nn.Module) -> SpikingNetwork:
     return model
 
 
+def require_nir() -> None:
+    """:class:`~zoo.errors.MissingExtraError` unless :data:`NIR_PACKAGES` are installed: what to check before
+    fetching a checkpoint to export."""
+    require(NIR_PURPOSE, *NIR_PACKAGES)
+
+
 def _nir_modules() -> tuple[ModuleType, ModuleType, ModuleType]:
     """``nir``, snnTorch's NIR exporter and importer (they need ``nirtorch``)."""
-    purpose = "NIR export and import"
-    nir = optional_import("nir", purpose, "nir", extra="snn")
-    optional_import("nirtorch", purpose, "nirtorch", extra="snn")
-    return (nir, optional_import("snntorch.export_nir", purpose, "snntorch", extra="snn"),
-            optional_import("snntorch.import_nir", purpose, "snntorch", extra="snn"))
+    require_nir()
+    return (optional_import("nir", NIR_PURPOSE, "nir", extra="snn"),
+            optional_import("snntorch.export_nir", NIR_PURPOSE, "snntorch", extra="snn"),
+            optional_import("snntorch.import_nir", NIR_PURPOSE, "snntorch", extra="snn"))
 
 
 def export_nir(model: nn.Module, path: Path | str) -> Path:

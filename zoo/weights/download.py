@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from zoo.errors import DownloadError, HashMismatchError, OfflineError
 from zoo.weights.integrity import file_digest
 
-__all__ = ["DownloadHashMismatchError", "download_file", "is_offline"]
+__all__ = ["DownloadHashMismatchError", "copy_file", "download_file", "is_offline"]
 
 _CHUNK = 1 << 16
 _TRUE = {"1", "on", "yes", "true"}
@@ -136,6 +136,20 @@ def download_file(
             + ", or unset ZOO_OFFLINE / HF_HUB_OFFLINE."
         )
 
+    return _put_in_place(url, dest, wanted, progress=progress, timeout=timeout)
+
+
+def copy_file(src: Path, dest: Path, *, sha256: str | None = None, md5: str | None = None) -> Path:
+    """Copy the local file ``src`` to ``dest`` the way :func:`download_file` downloads (the same lock, temporary
+    file, checks and :func:`os.replace`; an existing ``dest`` that verifies is kept) and return ``dest``. It reads
+    no network, so it works offline too."""
+    return _put_in_place(Path(src).resolve().as_uri(), Path(dest), _expected_hashes(sha256, md5), progress=False,
+                         timeout=30.0)
+
+
+def _put_in_place(url: str, dest: Path, wanted: dict[str, str], *, progress: bool, timeout: float) -> Path:
+    """Under ``dest``'s lock: clear stale partial files, keep a ``dest`` that verifies, else fetch ``url``
+    (``http(s)://`` or ``file://``) through a verified temporary file onto ``dest``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(dest) + ".lock"):
         remove_stale_partials(dest)

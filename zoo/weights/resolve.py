@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from zoo.errors import DownloadError, HashMismatchError, OfflineError, WeightsPendingError, ZooError
-from zoo.weights.download import download_file, is_offline
+from zoo.weights.download import copy_file, download_file, is_offline
 from zoo.weights.integrity import check_sha256
 from zoo.weights.manifest import Entry
 from zoo.weights.paths import manifest_path, weights_cache_dir
@@ -83,8 +83,14 @@ def _cache(entry: Entry) -> Path:
 
 def _url(entry: Entry) -> Path:
     dest = cached_file(entry)
+    return _into_cache(dest, lambda: download_file(weights_url(entry), dest, sha256=entry.sha256))
+
+
+def _into_cache(dest: Path, write: Callable[[], Path]) -> Path:
+    """``write()`` (which puts ``dest`` into the cache); a cache folder that cannot be written is reported in one
+    line saying how to choose another."""
     try:
-        return download_file(weights_url(entry), dest, sha256=entry.sha256)
+        return write()
     except PermissionError as exc:
         raise SourceUnavailable(f"cannot write the cache folder {dest.parent} ({exc.strerror}); set TORCH_HOME to "
                                 "a writable folder") from None
@@ -143,6 +149,17 @@ def _offline_message(entry: Entry, attempts: list[str]) -> str:
     return (f"{entry.id} is not available offline.{tried}\nRun `python -m zoo download {entry.id}` on a machine "
             f"with network access, or place {entry.filename} (from {weights_url(entry)} or the Hugging Face repo "
             f"{entry.hf['repo_id']}) at {cached_file(entry)}.")
+
+
+def download_to_cache(entry: Entry, source: str = "auto") -> Path:
+    """The entry's verified checkpoint in the torch hub cache (:func:`cached_file`), what ``python -m zoo download``
+    prints: found or fetched as :func:`resolve_file` does, and, when found elsewhere (the checkout, the Hugging Face
+    cache), copied into the torch hub cache through the same locked, verified, atomic rename as a download."""
+    found = resolve_file(entry, source)
+    dest = cached_file(entry)
+    if found == dest:
+        return dest
+    return _into_cache(dest, lambda: copy_file(found, dest, sha256=entry.sha256))
 
 
 def raise_if_pending(entry: Entry) -> None:

@@ -1,0 +1,82 @@
+"""`training.reproduce`: a published recipe run re-run from its recorded commit gives its bytes, and a re-run that
+differs is reported with where it departs."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from training_runs import REPO, checkpoint_of, run_entry
+
+from training.reproduce import FAILED, compare, first_departure, main
+from training.train import main as train
+from zoo.weights.manifest import Entry
+
+TINY_BP_MLP = {"entrypoint": "bp_mlp", "notes": "a recipe of a few seconds, for this test",
+               "datasets": {"mnist": {"arch": {"hidden": [16]}, "fit": {"epochs": 2, "rule": {"lr": 0.003}}}}}
+
+
+def git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def clone_of_this_tree(target: Path) -> Path:
+    """A git clone whose HEAD is this checkout's working tree as it is now (code, recipes, manifest; the weights and
+    in-progress states as committed), so the test exercises the code under test."""
+    git(REPO, "clone", "-q", "--local", str(REPO), str(target))
+    files = git(REPO, "ls-files", "-co", "--exclude-standard").splitlines()
+    for name in files:
+        if name.startswith(("weights/", "training/in_progress/")) or not (REPO / name).is_file():
+            continue
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / name, target / name)
+    git(target, "add", "-A")
+    git(target, "commit", "-qm", "this working tree", "--allow-empty")
+    return target
+
+
+def test_a_published_recipe_run_reproduces_to_identical_bytes(tmp_path, data_root) -> None:
+    clone = clone_of_this_tree(tmp_path / "clone")
+    (clone / "training" / "recipes" / "bp_mlp.json").write_text(json.dumps(TINY_BP_MLP))
+    git(clone, "commit", "-qam", "a tiny bp_mlp recipe")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_DATA_ROOT": str(data_root)}
+    env.pop("ZOO_MANIFEST", None)
+    published = subprocess.run([sys.executable, "-m", "training.train", "bp_mlp", "--dataset", "mnist",
+                                "--no-progress"], cwd=clone, env=env, capture_output=True, text=True)
+    assert published.returncode == 0, published.stderr
+    assert not (clone / "training" / "in_progress" / "bp_mlp.mnist").exists(), "publishing removes the run's state"
+    git(clone, "add", "-A")
+    git(clone, "commit", "-qm", "published bp_mlp.mnist")
+    again = subprocess.run([sys.executable, "-m", "training.reproduce", "bp_mlp.mnist"], cwd=clone, env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "bp_mlp.mnist: identical bytes" in again.stdout and "difference +0.00 pp" in again.stdout
+    assert not git(clone, "worktree", "list").strip().count("\n"), "the temporary worktree is removed"
+
+
+def test_a_different_rerun_says_where_it_departs(tmp_path, data_root) -> None:
+    runs = []
+    for seed in ("0", "1"):
+        out = tmp_path / seed
+        assert train(["bp_mlp", "--dataset", "mnist", "--set", "arch.hidden=[16]", "--epochs", "2", "--limit", "500",
+                      "--test-limit", "300", "--seed", seed, "--data-root", str(data_root), "--out", str(out),
+                      "--no-progress"]) == 0
+        runs.append((Entry.from_dict(run_entry(out)), checkpoint_of(out)))
+    (one, one_file), (two, two_file) = runs
+    result = compare(one, one_file, two, two_file, "this CPU")
+    assert not result.identical and result.first_departing_epoch == 1 and result.max_weight_difference > 0
+    assert "the learning curve departs at epoch 1" in result.report("bp_mlp.mnist")
+    same = compare(one, one_file, one, one_file, "this CPU")
+    assert same.identical and same.max_weight_difference == 0.0 and "identical bytes" in same.report("x")
+    assert first_departure(one.recipe["curve"], one.recipe["curve"]) is None
+
+
+def test_an_entry_without_a_clean_recorded_commit_cannot_be_reproduced(capsys) -> None:
+    manifest = json.loads((REPO / "weights_manifest.json").read_text())
+    dirty = next(e["id"] for e in manifest["weights"] if "-dirty" in str(e.get("recipe", {}).get("git_commit", "")))
+    assert main([dirty]) == FAILED
+    assert "uncommitted code" in capsys.readouterr().err
