@@ -215,3 +215,65 @@ def test_a_new_rule_module_gets_a_family_for_every_architecture(tmp_path: Path,
         sys.modules.pop("zoo.rules.scaled", None)
         for cached in (architectures, rules, registry._all_families):
             cached.cache_clear()
+
+
+def plain_twin(module: nn.Module) -> nn.Module:
+    """A plain ``nn.Conv2d`` / ``nn.Linear`` of the same shape as ``module`` with its weights negated: what a layer
+    converter, quantiser or LoRA injection puts in a layer's place, made to compute something else."""
+    if isinstance(module, nn.Conv2d):
+        twin: nn.Module = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
+                                    padding=module.padding, bias=module.bias is not None)
+    else:
+        assert isinstance(module, nn.Linear)
+        twin = nn.Linear(module.in_features, module.out_features, bias=module.bias is not None)
+    with torch.no_grad():
+        twin.weight.copy_(-module.weight)
+        if module.bias is not None:
+            twin.bias.copy_(module.bias)
+    return twin
+
+
+@pytest.mark.parametrize("name", sorted(families()))
+def test_a_layer_swapped_by_name_is_the_one_forward_calls(name: str) -> None:
+    """Issue 30: a network keeps no side list of its layers, so replacing a registered conv or linear layer by name
+    (``setattr(parent, child, new)``) changes what the model computes."""
+    family = families()[name]
+    dataset = family.datasets[0]
+    x, _ = batch(family, dataset)
+    swapped = 0
+    for kind in (nn.Conv2d, nn.Linear):
+        model = build(family, dataset).eval()
+        found = next((path for path, m in model.named_modules() if isinstance(m, kind)), None)
+        if found is None:
+            continue
+        before = model(x)
+        parent_path, _, child = found.rpartition(".")
+        setattr(model.get_submodule(parent_path), child, plain_twin(model.get_submodule(found)))
+        assert not torch.equal(model(x), before), f"{name}: swapping {found} did not change the output"
+        swapped += 1
+    assert swapped, f"{name} has neither a conv nor a linear layer to swap"
+
+
+def one_family_per_rule_and_architecture() -> list[str]:
+    """A sample covering every non-spiking learning rule and every architecture."""
+    chosen: dict[str, str] = {}
+    for name, family in families().items():
+        if family.learning_rule != "surrogate_gradient_bptt":
+            chosen.setdefault(family.learning_rule, name)
+            chosen.setdefault(f"arch:{family.architecture}", name)
+    return sorted(set(chosen.values()))
+
+
+@pytest.mark.parametrize("name", one_family_per_rule_and_architecture())
+def test_eval_forward_compiles_to_one_graph(name: str) -> None:
+    """Issue 30: ``torch.compile`` traces the eval forward without a graph break (the input check stays out of the
+    traced path); in eager mode the check still runs."""
+    family = families()[name]
+    dataset = family.datasets[0]
+    model = build(family, dataset).eval()
+    x, _ = batch(family, dataset, n=2)
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(model)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        model(torch.full_like(x, float("nan")))

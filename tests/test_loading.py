@@ -296,3 +296,36 @@ def test_a_missing_extra_is_reported_before_the_checkpoint_is_downloaded(
     assert f"pip install {package} " in capsys.readouterr().err
     assert server.requests == [] and not out.exists()
     assert not cached_file(zoo.get_weights(tiny_zoo.model_id).entry).exists()
+
+
+def test_a_settled_verified_file_is_not_hashed_again_until_it_changes(tmp_path) -> None:
+    """Issue 30: zoo.load does not re-hash a file it verified unchanged (size, mtime, inode), and a changed file is
+    hashed again and refused if wrong."""
+    import os
+
+    from zoo.errors import HashMismatchError
+    from zoo.weights.paths import weights_cache_dir
+    from zoo.weights.resolve import checkout_file
+    from zoo.weights.verified import RECORD_NAME, check_verified
+
+    entry = zoo.get_weights("bp_mlp.mnist").entry
+    path = tmp_path / "copy.safetensors"
+    path.write_bytes(checkout_file(entry).read_bytes())
+    old = os.stat(path).st_mtime_ns - 3_600 * 10**9
+    os.utime(path, ns=(old, old))
+    assert check_verified(path, str(entry.sha256)) == path
+    assert str(path.resolve()) in (weights_cache_dir() / RECORD_NAME).read_text()
+    with open(path, "r+b") as f:  # damage the bytes but keep size and times: the record is trusted
+        f.seek(-1, 2)
+        last = f.read(1)
+        f.seek(-1, 2)
+        f.write(bytes([last[0] ^ 0xFF]))
+    os.utime(path, ns=(old, old))
+    assert check_verified(path, str(entry.sha256)) == path
+    os.utime(path, ns=(old + 10**9, old + 10**9))  # any change of the metadata: hashed again, refused
+    with pytest.raises(HashMismatchError):
+        check_verified(path, str(entry.sha256))
+    fresh = tmp_path / "fresh.safetensors"
+    fresh.write_bytes(checkout_file(entry).read_bytes())
+    check_verified(fresh, str(entry.sha256))
+    assert str(fresh.resolve()) not in (weights_cache_dir() / RECORD_NAME).read_text(), "a fresh file is not recorded"

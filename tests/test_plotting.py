@@ -2,6 +2,8 @@
 panels (drawn from the real manifest, whose CIFAR-10 column has more checkpoints than there are colours)."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from zoo.evaluation.plotting import COLOURS, add_figure_legend, series_style
@@ -36,3 +38,32 @@ def test_a_figure_of_every_cifar10_checkpoint_tells_them_apart_and_keeps_the_leg
     box = legend.get_window_extent()
     for ax in fig.axes:
         assert not box.overlaps(ax.get_window_extent()), "the legend covers a panel"
+
+
+def test_noise_and_attack_pictures_say_on_which_test_images_they_were_measured() -> None:
+    """Issue 32 (pictures): ``fgsm.png`` (the attack comparison, on the first 1,000 test images) sat beside
+    ``noise.png`` (whole test split) with nothing to tell them apart. Each picture's title and y-axis label now
+    say which images, read from the manifest's own counts (``metrics.n_eval``, ``metrics.robustness.n_eval``)."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from zoo.evaluation.robustness_plots import attack_plot, noise_plot
+
+    entries = read_manifest(REPO_ROOT / "weights_manifest.json").entries
+    pair = [entries["bp_mlp.mnist"], entries["fa_mlp.mnist"]]
+    assert {e.metrics["n_eval"] for e in pair} == {10_000} and {e.metrics["robustness"]["n_eval"] for e in pair} \
+        == {1_000}, "the test reads the published counts"
+    noise = noise_plot(pair, title="bp_mlp.mnist, fa_mlp.mnist")
+    assert noise.get_suptitle() == ("bp_mlp.mnist, fa_mlp.mnist\n"
+                                    "Gaussian noise and FGSM on all 10,000 test images (the whole split)")
+    assert noise.axes[0].get_ylabel() == "top-1 (%) on\nall 10,000 test images (the whole split)"
+    for attack in ("fgsm", "pgd"):
+        fig = attack_plot(pair, attack)
+        assert fig.get_suptitle() == f"{attack.upper()} on the first 1,000 test images"
+        assert fig.axes[0].get_ylabel() == f"top-1 (%) under {attack.upper()} on\nthe first 1,000 test images"
+        plt.close(fig)
+    partial = dataclasses.replace(pair[1], metrics={**pair[1].metrics, "n_eval": 5_000})  # a --test-limit run
+    fig = noise_plot([pair[0], partial])
+    assert fig.get_suptitle() == "Gaussian noise and FGSM on the first 5,000 or 10,000 test images"
+    plt.close(fig)
+    plt.close(noise)

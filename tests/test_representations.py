@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,13 +16,16 @@ from safetensors import safe_open
 from torch import nn
 
 from zoo.data import load_split
+from zoo.data.catalog import dataset_info
 from zoo.errors import MissingExtraError
+from zoo.evaluation import representations
 from zoo.evaluation.representations import (
     FILES,
     compare_checkpoints,
     compare_models,
     layer_activations,
     linear_cka,
+    plot_rdms,
     untrained_baselines,
 )
 from zoo.registry import get_family
@@ -149,6 +153,57 @@ def test_compare_checkpoints_adds_one_untrained_model_per_architecture(tmp_path:
     assert not baselines["bp_mlp.untrained"].training
     with pytest.raises(ValueError, match=r"one dataset; .*bp_mlp\.fashion_mnist \(fashion_mnist\)"):
         compare_checkpoints(["bp_mlp.mnist", "bp_mlp.fashion_mnist"], tmp_path)
+
+
+def test_rdm_pictures_have_a_named_colour_bar_and_the_class_blocks_on_both_axes() -> None:
+    """Issue 32 (pictures): the RDMs had neither colour bar nor axes. Every panel now has its colour bar, labelled
+    with the quantity that the RDM holds (1 - Pearson r, see the test above), and the class blocks of the
+    class-ordered images named at their centres, their boundaries ticked, along both axes."""
+    import matplotlib.pyplot as plt
+
+    classes = dataset_info("fashion_mnist").classes
+    labels = torch.tensor([0, 0, 0, 2, 2, 5, 5, 5, 5])
+    rdm = np.random.default_rng(0).random((9, 9))
+    fig = plot_rdms({"a": {"hidden.0": rdm, "output": rdm}, "b": {"output": rdm}}, labels, classes, "9 images")
+    panels = [ax for ax in fig.axes if ax.images and ax.images[0].colorbar is not None]
+    assert len(panels) == 3 and [ax.axison for ax in fig.axes[:4]] == [True, True, True, False]  # b has one layer
+    for ax in panels:
+        assert ax.images[0].colorbar.ax.get_ylabel() == "1 − Pearson r"
+        for axis in (ax.xaxis, ax.yaxis):
+            assert [t.get_text() for t in axis.get_ticklabels()] == ["T-shirt/top", "Pullover", "Sandal"]
+            assert list(axis.get_ticklocs()) == [1.0, 3.5, 6.5]                 # the centres of the class blocks
+            assert list(axis.get_ticklocs(minor=True)) == [2.5, 4.5]           # and the boundaries between them
+    assert "1 − Pearson r" in fig.get_suptitle() and "of 9 images, ordered by class" in fig.get_suptitle()
+    plt.close(fig)
+
+
+def test_compare_pictures_say_which_images_they_show_and_name_the_classes(monkeypatch: pytest.MonkeyPatch,
+                                                                         tmp_path: Path) -> None:
+    """Issue 32 (pictures): the t-SNE map did not say which images it showed. ``python -m zoo compare`` draws the
+    first N test images of the checkpoints' dataset, and every picture now says so, with the dataset's class
+    names on the RDMs' axes and the t-SNE colour bar."""
+    drawn: dict[str, Any] = {}
+    save = representations._save
+
+    def keep(fig: Any, out: Path) -> Path:
+        drawn[out.name] = fig
+        return save(fig, out)
+
+    monkeypatch.setattr(representations, "_save", keep)
+    ids = ["bp_mlp.fashion_mnist", "fa_mlp.fashion_mnist"]
+    paths = compare_checkpoints(ids, tmp_path, n_images=12, data_root=root_with("fashion_mnist"))
+    assert sorted(drawn) == sorted(path.name for kind, path in paths.items() if kind.endswith("_picture"))
+    shown = "the first 12 Fashion-MNIST test images"
+    tsne = drawn["tsne.png"]
+    assert tsne.get_suptitle().startswith(f"t-SNE of {shown}, coloured by class (perplexity 3.67, seed 0)")
+    bar = next(ax for ax in tsne.axes if ax.get_label() == "<colorbar>")
+    assert [t.get_text() for t in bar.get_yticklabels()] == list(dataset_info("fashion_mnist").classes)
+    assert f"of {shown}, ordered by class" in drawn["rdms.png"].get_suptitle()
+    _, labels = load_split("fashion_mnist", "test", root_with("fashion_mnist"), limit=12)
+    present = [dataset_info("fashion_mnist").classes[c] for c in sorted(set(labels.tolist()))]
+    first = next(ax for ax in drawn["rdms.png"].axes if ax.images)
+    assert [t.get_text() for t in first.get_xticklabels()] == present
+    assert drawn["cka.png"].axes[0].get_title() == f"Linear CKA on {shown}"
 
 
 def test_missing_extras_say_how_to_install_them(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

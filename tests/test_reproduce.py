@@ -15,7 +15,7 @@ from training.reproduce import FAILED, compare, first_departure, main
 from training.train import main as train
 from zoo.weights.manifest import Entry
 
-TINY_BP_MLP = {"entrypoint": "bp_mlp", "notes": "a recipe of a few seconds, for this test",
+TINY_BP_MLP = {"entrypoint": "bp_mlp", "selected_on": "test", "notes": "a recipe of a few seconds, for this test",
                "datasets": {"mnist": {"arch": {"hidden": [16]}, "fit": {"epochs": 2, "rule": {"lr": 0.003}}}}}
 
 

@@ -350,3 +350,27 @@ def test_save_filters_writes_an_image_when_matplotlib_is_installed(tmp_path: Pat
 
     out = save_filters(tiny("semihebb_mlp"), tmp_path / "filters.png", n=16)
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_filter_grid_titles_grow_with_the_grid_and_fit_it() -> None:
+    """Issue 32 (pictures): the title of a 10 x 10 grid of 28 x 28 fields was 8 pt on a 24-inch figure, unreadable
+    once the picture is shown at page width. Its size now grows with the figure and the title still fits."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from zoo.evaluation.filters import filters_figure
+
+    torch.manual_seed(0)
+    model = tiny("krotov_mlp", in_shape=(1, 28, 28), hidden=100)
+    relative = {}
+    for n in (4, 100):
+        fig = filters_figure(model, n=n, title="krotov_mlp.mnist")
+        fig.canvas.draw()
+        title = fig.axes[0].title
+        assert title.get_text() == f"krotov_mlp.mnist: first {n} of 100 units (each scaled by its max |w|)"
+        if n == 100:
+            assert title.get_window_extent().width < fig.bbox.width  # the larger font still fits the grid's width
+        relative[n] = title.get_fontsize() / 72 / fig.get_figwidth()  # text height per inch of figure width
+        plt.close(fig)
+    assert relative[100] >= 0.014, "the large grid's title is tiny beside it"
+    assert relative[100] >= 0.5 * relative[4]

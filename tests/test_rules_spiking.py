@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -120,10 +121,14 @@ def test_nir_round_trip_gives_the_same_logits(name: str, dataset: str, tmp_path:
     path = export_nir(model, tmp_path / "model.nir")
     graph = nir.read(path)
     kinds = {type(node).__name__ for node in graph.nodes.values()}
-    expected = {"Input", "Affine", "LIF", "Output"} | ({"Conv2d", "AvgPool2d", "Flatten"} if name == "snn_lenet"
+    expected = {"Input", "Affine", "LIF", "Output"} | ({"Conv2d", "SumPool2d", "Flatten"} if name == "snn_lenet"
                                                         else {"Flatten"})
     assert kinds == expected
-    assert int(graph.metadata["time_steps"]) == 3
+    assert int(graph.metadata["time_steps"]) == 3 and float(graph.metadata["dt"]) == 1e-4
+    for node in graph.nodes.values():  # the forward-Euler step of dt: v = 0.5 v + 0.5 I, reset to zero
+        if isinstance(node, nir.LIF):
+            assert np.all(1 - np.float32(graph.metadata["dt"]) / node.tau == 0.5) and np.all(node.r == 1.0)
+            assert np.all(node.v_leak == 0) and np.all(node.v_reset == 0) and np.all(node.v_threshold == 1.0)
     logits = model(x)
     assert model.count_spikes(x)[0] > 0  # spikes happen, so the comparison covers the neurons
     assert torch.allclose(run_nir(path, x), logits, atol=1e-5)

@@ -15,7 +15,7 @@ from training_runs import REPO, checkpoint_of, kill_after_first_epoch, run_entry
 
 import zoo
 from training.publish import PublishError, publish_run
-from training.train import IN_PROGRESS_DIR, departures, main, parse_args, run_folder
+from training.train import IN_PROGRESS_DIR, departures, hold_out, main, parse_args, run_folder
 from zoo.data import load_split
 from zoo.engine.fit import FitConfig, augment, random_shift
 from zoo.engine.local_phase import HebbianPhaseTrainer
@@ -232,8 +232,8 @@ def tiny_recipe(recipes: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import training.recipes
 
     recipes.mkdir()
-    (recipes / "bp_mlp.json").write_text(json.dumps({"entrypoint": "bp_mlp", "datasets": {"mnist": {
-        "arch": {"hidden": [16]}, "fit": {"epochs": 1, "rule": {"lr": 0.003}}}}}))
+    (recipes / "bp_mlp.json").write_text(json.dumps({"entrypoint": "bp_mlp", "selected_on": "test", "datasets": {
+        "mnist": {"arch": {"hidden": [16]}, "fit": {"epochs": 1, "rule": {"lr": 0.003}}}}}))
     monkeypatch.setattr(training.recipes, "RECIPES_DIR", recipes)
 
 
@@ -312,3 +312,32 @@ def test_krotov_layer_continues_unsupervised_from_a_published_checkpoint(tmp_pat
     p_norms = after.abs().pow(3.0).sum(1)
     assert (p_norms.median() - 1.0).abs() < 0.05
     assert entry.metrics["top1"] > 95.0 and entry.metrics["n_eval"] == 2000
+
+
+def test_val_holds_out_the_same_images_in_every_run_and_records_their_top1(tmp_path, data_root) -> None:
+    images, labels = load_split("mnist", "train", data_root)
+    train_x, train_y, val_x, val_y = hold_out(images, labels, 1000)
+    again = hold_out(images, labels, 1000)
+    assert torch.equal(val_x, again[2]) and len(train_x) == len(images) - 1000 and len(val_x) == 1000
+    seen = {bytes(x.numpy()) for x in train_x[:20000]}
+    assert not any(bytes(x.numpy()) in seen for x in val_x[:200] if int((x > 0).sum()) > 80)
+    out = tmp_path / "val"
+    assert main(["bp_mlp", "--dataset", "mnist", "--set", "arch.hidden=[16]", "--epochs", "2", "--limit", "1000",
+                 "--val", "500", "--test-limit", "100", "--data-root", str(data_root), "--out", str(out),
+                 "--no-progress"]) == 0
+    recipe = run_entry(out)["recipe"]
+    assert all("val_top1" in r for r in recipe["curve"]) and recipe["validation"]["n"] == 500
+    assert "--val 500" in recipe["departures"] and "--val 500" in recipe["command"]
+
+
+def test_every_recipe_says_how_it_was_chosen(tmp_path, monkeypatch) -> None:
+    import training.recipes
+
+    for path in training.recipes.RECIPES_DIR.glob("*.json"):
+        assert json.loads(path.read_text())["selected_on"] in training.recipes.SELECTED_ON, path.name
+    tiny_recipe(tmp_path / "recipes", monkeypatch)
+    raw = json.loads((tmp_path / "recipes" / "bp_mlp.json").read_text())
+    del raw["selected_on"]
+    (tmp_path / "recipes" / "bp_mlp.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="selected_on must be one of"):
+        training.recipes.load_recipe("bp_mlp", "mnist")

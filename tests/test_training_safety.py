@@ -171,7 +171,8 @@ def test_readme_fine_tuning_example_runs_on_real_data(data_root, monkeypatch, ca
     ("lr=abc", "unknown key 'lr'"), ("unknown=1", "unknown key 'unknown'"),
     ("fit.bogus=1", "unknown key 'fit.bogus'"), ("fit.batch_size=abc", "fit.batch_size takes an integer"),
     ("arch.hidden=abc", "arch.hidden takes a JSON list of integers"), ("fit.rule.lr=abc", "fit.rule.lr takes a number"),
-    ("fit.augment=3", "fit.augment takes a string"),
+    ("fit.augment=3", "fit.augment takes a string"), ('fit.rule={"lr": "x"}', "fit.rule.lr takes a number"),
+    ('fit.rule={"bogus": 1}', "unknown key 'fit.rule.bogus'"),
 ])
 def test_every_override_is_checked_against_the_family(override, message, tmp_path, capsys) -> None:
     assert main(["bp_mlp", "--dataset", "mnist", "--set", override, "--out", str(tmp_path / "x")]) == 2
@@ -185,6 +186,8 @@ def test_the_helps_own_example_works_for_every_family_with_a_rate(name: str) -> 
     dataset = get_family(name).datasets[0]
     config = resolved_config(parse_args([name, "--dataset", dataset, "--set", "fit.rule.lr=0.01"]))
     assert config["fit"]["rule"]["lr"] == 0.01
+    section = resolved_config(parse_args([name, "--dataset", dataset, "--set", 'fit.rule={"lr": 0.02}']))
+    assert section["fit"]["rule"]["lr"] == 0.02
     assert override_keys(name, dataset, load_recipe(name, dataset))["fit.rule.lr"] is not None
 
 

@@ -1,4 +1,5 @@
-"""Training recipes: ``training/recipes/<entrypoint>.json``, shared defaults plus per-dataset overrides.
+"""Training recipes: ``training/recipes/<entrypoint>.json``, shared defaults plus per-dataset overrides, and
+``selected_on``: how the recipe was chosen (:data:`SELECTED_ON`).
 
 A recipe states only what differs from the defaults declared in the code: the family's architecture options
 (:attr:`zoo.registry.Family.default_arch`), its trainer's rule options (``Trainer.options``) and
@@ -12,6 +13,10 @@ from pathlib import Path
 from typing import Any, Mapping
 
 RECIPES_DIR = Path(__file__).resolve().parent / "recipes"
+# How a recipe was chosen: on a validation split held out of the training images (training.train --val N), by reading
+# the test top-1 of trial runs (how every recipe before the validation protocol was tuned), or not at all (a
+# published configuration taken as it is).
+SELECTED_ON = ("validation", "test", "none")
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
@@ -37,6 +42,9 @@ def load_recipe(entrypoint: str, dataset: str) -> dict[str, Any]:
         known = sorted(p.stem for p in RECIPES_DIR.glob("*.json"))
         raise FileNotFoundError(f"no recipe for {entrypoint!r} at {path}; recipes exist for {known}")
     raw = json.loads(path.read_text())
+    if raw.get("selected_on") not in SELECTED_ON:
+        raise ValueError(f"recipe {path.name}: selected_on must be one of {SELECTED_ON} (how the recipe was chosen), "
+                         f"got {raw.get('selected_on')!r}")
     datasets = raw.get("datasets", {})
     if dataset not in datasets:
         raise ValueError(f"recipe {path.name} has no section for dataset {dataset!r}; it has {sorted(datasets)}")
@@ -110,20 +118,26 @@ def apply_override(config: dict[str, Any], override: str, accepted: Mapping[str,
     """Apply one ``KEY=VALUE`` override (``fit.rule.lr=0.01``; the value is JSON, else a string) in place.
 
     ``KEY`` must be one of ``accepted`` (:func:`override_keys`) and ``VALUE`` of the same JSON type as its current
-    value; anything else raises :class:`ValueError` naming what is accepted.
+    value, or ``KEY`` a section (``arch``, ``fit``, ``fit.rule``) and ``VALUE`` a JSON object of its keys; anything
+    else raises :class:`ValueError` naming what is accepted.
     """
     key, sep, text = override.partition("=")
     if not sep or not key:
         raise ValueError(f"--set takes KEY=VALUE (e.g. fit.rule.lr=0.01), got {override!r}")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = text
+    section = [k for k in accepted if k.startswith(key + ".")]
+    if section and isinstance(value, dict):  # a whole section, e.g. fit.rule={"lr": 0.01}: each key checked
+        for name, item in value.items():
+            apply_override(config, f"{key}.{name}={json.dumps(item)}", accepted)
+        return
     if key not in accepted:
         from zoo.registry import suggest
 
         raise ValueError(f"--set {override}: unknown key {key!r}. {suggest(key, list(accepted))} "
                          "(--list-options prints every key with its value)")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        value = text
     default = accepted[key]
     if not _same_kind(value, default):
         raise ValueError(f"--set {override}: {key} takes {_type_name(default)} (now {json.dumps(default)}), "

@@ -117,7 +117,7 @@ def noise_figure(dataset: str, entries: Sequence[Entry]) -> Figure:
     """Accuracy vs Gaussian σ and FGSM ε on the whole test split."""
     from zoo.evaluation.robustness_plots import full_test_curves, save_noise_plot
 
-    title = f"{DATASETS[dataset].title}: noise and FGSM, whole test split"
+    title = DATASETS[dataset].title  # the picture says which images it was measured on
     return Figure(f"noise-{dataset}.png", title, {e.id: full_test_curves(e) for e in entries},
                   lambda path: save_noise_plot(entries, path, title=title))
 

@@ -56,6 +56,7 @@ ALIGNMENT_BATCH = 1000  # first test images: the fixed batch of metrics.alignmen
 DEFAULT_THREADS = 1
 RUN_FILES = ("run.json", "entry.json", "state.json")  # what makes a folder a run's (besides its checkpoints)
 LOCK_FILE = "run.lock"
+VALIDATION_SEED = 2021  # the draw of --val's held-out images, fixed so every run holds out the same ones
 IN_PROGRESS_DIR = REPO_ROOT / "training" / "in_progress"
 RUN_JSON = "run.json"
 
@@ -73,6 +74,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, help="override the recipe's seed")
     parser.add_argument("--init", help="start from this published checkpoint (same learning rule), e.g. bp_mlp.mnist")
     parser.add_argument("--limit", type=int, help="train on the first N training images only (smoke runs)")
+    parser.add_argument("--val", type=int, metavar="N",
+                        help="hold out N training images (the same seeded draw in every run) and record their top-1 "
+                             "after every epoch: for choosing a recipe without the test split (never published)")
     parser.add_argument("--test-limit", type=int, help="evaluate on the first N test images only (smoke runs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override one recipe value, e.g. fit.rule.lr=0.01 or arch.dropout=0 (JSON values)")
@@ -97,7 +101,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces the run (paths, device and display options left out)."""
     parts = [args.entrypoint, "--dataset", args.dataset]
-    for flag in ("epochs", "seed", "init", "limit", "test_limit"):
+    for flag in ("epochs", "seed", "init", "limit", "test_limit", "val"):
         value = getattr(args, flag)
         if value is not None:
             parts += [f"--{flag.replace('_', '-')}", str(value)]
@@ -130,6 +134,8 @@ def departures(args: argparse.Namespace) -> list[str]:
         out.append(f"--limit {args.limit}")
     if args.test_limit is not None:
         out.append(f"--test-limit {args.test_limit}")
+    if args.val is not None:
+        out.append(f"--val {args.val}")
     if args.epochs is not None and args.epochs != recipe["fit"]["epochs"]:
         out.append(f"--epochs {args.epochs}")
     if args.seed is not None and args.seed != recipe["fit"]["seed"]:
@@ -141,7 +147,7 @@ def departures(args: argparse.Namespace) -> list[str]:
 
 def check_arguments(args: argparse.Namespace) -> None:
     """Refuse values that cannot make a run, naming what is accepted."""
-    for flag, value in (("--limit", args.limit), ("--test-limit", args.test_limit)):
+    for flag, value in (("--limit", args.limit), ("--test-limit", args.test_limit), ("--val", args.val)):
         if value is not None and value < 1:
             raise UsageError(f"{flag} must be a positive number of images, got {value}")
     if args.epochs is not None and args.epochs < 1:
@@ -279,14 +285,21 @@ def train_into(args: argparse.Namespace, family: Family, config: dict[str, Any],
 
     torch.manual_seed(fit_config.seed)  # before anything random is built: weights, feedback matrices, Hebbian init
     model = initial_model(family, arch, config["init"]).to(device)
-    train_x, train_y = load_split(args.dataset, "train", args.data_root, limit=args.limit)
+    train_x, train_y = load_split(args.dataset, "train", args.data_root)
+    val_x = val_y = None
+    if args.val is not None:
+        train_x, train_y, val_x, val_y = hold_out(train_x, train_y, args.val)
+    train_x, train_y = train_x[:args.limit], train_y[:args.limit]
     test_x, test_y = load_split(args.dataset, "test", args.data_root, limit=args.test_limit)
     log = collective.is_main
 
     def report(epoch: int, record: EpochRecord) -> None:
         if log:
+            if val_x is not None and val_y is not None:
+                record["val_top1"] = top1(model, val_x, val_y)
             record["test_top1"] = top1(model, test_x, test_y)
-            print(f"{model_id} epoch {epoch + 1}/{fit_config.epochs}  loss {record['train_loss']:.4f}  "
+            val = f"  val top-1 {record['val_top1']:.2f}%" if "val_top1" in record else ""
+            print(f"{model_id} epoch {epoch + 1}/{fit_config.epochs}  loss {record['train_loss']:.4f}{val}  "
                   f"test top-1 {record['test_top1']:.2f}%  ({record['wall_s']:.0f} s)", flush=True)
 
     if config["init"] is not None and log and previous is None:
@@ -313,6 +326,8 @@ def train_into(args: argparse.Namespace, family: Family, config: dict[str, Any],
         recipe["resumed_at"] = started["resumed_at"]
     if departed:
         recipe["departures"] = departed
+    if args.val is not None:
+        recipe["validation"] = {"n": args.val, "seed": VALIDATION_SEED, "top1": history[-1].get("val_top1")}
     entry = write_run_output(out_dir, family, args.dataset, arch, recipe, metrics, model.cpu())
     clear_train_state(out_dir)
     print(f"{entry.id}: top-1 {metrics['top1']:.2f}% -> {out_dir / entry.filename} ({wall:.0f} s)", flush=True)
@@ -346,6 +361,18 @@ def run_lock(out_dir: Path) -> Iterator[None]:
         lock.release()
         if created and out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()
+
+
+def hold_out(images: torch.Tensor, labels: torch.Tensor, n: int) -> tuple[torch.Tensor, ...]:
+    """``(train_x, train_y, val_x, val_y)``: ``n`` training images drawn with :data:`VALIDATION_SEED` (the same
+    ones in every run, whatever its own seed) held out as the validation split; the rest keep their order."""
+    if n >= len(images):
+        raise UsageError(f"--val {n} holds out every one of the {len(images)} training images; give fewer")
+    chosen = torch.randperm(len(images), generator=torch.Generator().manual_seed(VALIDATION_SEED))[:n]
+    keep = torch.ones(len(images), dtype=torch.bool)
+    keep[chosen] = False
+    chosen = chosen.sort().values
+    return images[keep], labels[keep], images[chosen], labels[chosen]
 
 
 def check_run_folder(out_dir: Path, resume: bool) -> int | None:

@@ -1,5 +1,6 @@
 """Command line: ``python -m zoo list | info ID | download ID | eval ID | verify | export-hf ID DIR | push ID
-| export-nir ID FILE | show-filters ID | curves ID... | robustness ID... | explain ID... | compare ID...``."""
+| export-nir ID FILE | export-onnx ID FILE | show-filters ID | curves ID... | robustness ID... | explain ID...
+| compare ID...``."""
 from __future__ import annotations
 
 import argparse
@@ -114,6 +115,17 @@ def _cmd_export_nir(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from zoo.api import get_entry, load
+    from zoo.weights.onnx_export import export_onnx, require_onnx
+
+    get_entry(args.id)
+    _refuse_to_overwrite(args.file, args.force)
+    require_onnx()  # before the checkpoint is fetched
+    print(export_onnx(load(args.id, source=args.source), args.file))
+    return 0
+
+
 def _cmd_push(args: argparse.Namespace) -> int:
     import tempfile
 
@@ -215,13 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", type=Path)
     p.add_argument("--force", action="store_true", help="replace those three files in a non-empty folder")
     p.set_defaults(run=_cmd_export_hf)
-    p = sub.add_parser("export-nir", help="write a spiking checkpoint as a NIR graph (HDF5) with snnTorch's exporter, "
-                                          "for other simulators and neuromorphic hardware (needs the snn extra)")
-    p.add_argument("id")
-    p.add_argument("file", type=Path)
-    p.add_argument("--force", action="store_true", help="replace an existing FILE")
-    p.add_argument("--source", choices=SOURCES, default="auto")
-    p.set_defaults(run=_cmd_export_nir)
+    for name, about, command in (
+            ("export-nir", "write a spiking checkpoint as a NIR graph (HDF5) with snnTorch's exporter, for other "
+                           "simulators and neuromorphic hardware (needs the snn extra)", _cmd_export_nir),
+            ("export-onnx", "write a checkpoint's inference pass as ONNX (input 'images' float [N, C, H, W] in "
+                            "[0, 1], output 'logits'; needs the onnx extra)", _cmd_export_onnx)):
+        p = sub.add_parser(name, help=about)
+        p.add_argument("id")
+        p.add_argument("file", type=Path)
+        p.add_argument("--force", action="store_true", help="replace an existing FILE")
+        p.add_argument("--source", choices=SOURCES, default="auto")
+        p.set_defaults(run=command)
     p = sub.add_parser("push", help="export a checkpoint and upload it to the Hugging Face Hub")
     p.add_argument("id")
     p.add_argument("--repo-id", help="default: the manifest's hf.repo_id")

@@ -48,12 +48,10 @@ class ConvStack(nn.Module):
         super().__init__()
         self.input = ImageInput(in_shape, mean, std)
         shapes = self.shapes(self.input.in_shape)
-        self.convs: list[nn.Module] = []
         for index, out_channels in enumerate(self.channels):
             layer_in = shapes[f"conv{index + 1}"]
             conv = layers.conv(layer_in[0], out_channels, self.kernel_size, in_shape=layer_in)  # type: ignore[arg-type]
             self.add_module(f"conv{index + 1}", conv)
-            self.convs.append(conv)
         self.fc = layers.linear(shapes["fc"][0], self.fc_width)
         self.head = layers.linear(self.fc_width, num_classes)
         self.act = nn.ReLU()
@@ -64,6 +62,12 @@ class ConvStack(nn.Module):
     def shapes(cls, in_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
         """The input shape of each layer for images of shape ``in_shape``."""
         return conv_stack_shapes(cls.name, in_shape, cls.channels, cls.kernel_size, cls.pooled, cls.fc_width)
+
+    @property
+    def convs(self) -> list[nn.Module]:
+        """The convolutions as registered now (``conv1``, ``conv2``, ...): a module swapped in by name (a layer
+        converter, quantisation, LoRA) is the one ``forward`` calls."""
+        return [getattr(self, f"conv{index + 1}") for index in range(len(self.channels))]
 
     def features(self, x: Tensor) -> Tensor:
         """Activations of the fully connected hidden layer, ``[N, fc_width]``."""

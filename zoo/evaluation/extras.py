@@ -1,4 +1,4 @@
-"""The optional libraries (the ``analysis`` and ``snn`` extras), imported only when a feature needs them.
+"""The optional libraries (the ``analysis``, ``snn`` and ``onnx`` extras), imported only when a feature needs them.
 
 :data:`PACKAGES` is the one list of them: each pip package with the module it is imported as and the zoo extra
 that installs it. A command that needs some calls :func:`require` before any other work (a download, a dataset),
@@ -21,6 +21,7 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "snntorch": ("snntorch", "snn"),
     "nir": ("nir", "snn"),
     "nirtorch": ("nirtorch", "snn"),
+    "onnx": ("onnx", "onnx"),
 }
 
 

@@ -16,12 +16,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from torch import Tensor, nn
 
 from zoo.evaluation.output import output_folder
 from zoo.evaluation.plotting import pyplot
+
+MIN_TITLE_POINTS = 8.0
+TITLE_POINTS_PER_INCH = 1.5  # of figure width: the title keeps its size relative to the grid when shown shrunk
 
 
 def input_shape(model: nn.Module) -> tuple[int, int, int]:
@@ -82,10 +86,17 @@ def filter_grid(model: nn.Module, n: int = 100, cols: int | None = None, gap: in
     return grid
 
 
-def save_filters(model: nn.Module, out: str | Path, n: int = 100, cols: int | None = None,
-                 title: str | None = None) -> Path:
-    """Draw :func:`filter_grid` to an image file (format from the suffix: .png, .pdf, .svg ...), captioned with
-    ``title`` (default: the layer's name) and how many units it shows; return its path."""
+def title_points(width: float, text: str) -> float:
+    """The font size (points) of the title ``text`` over a figure ``width`` inches wide: ``TITLE_POINTS_PER_INCH``
+    per inch of width, as long as the text fits the width (a character is about 0.6 of the size wide), never under
+    ``MIN_TITLE_POINTS``."""
+    fits = 0.95 * width * 72 / (0.6 * max(len(text), 1))
+    return max(MIN_TITLE_POINTS, min(TITLE_POINTS_PER_INCH * width, fits))
+
+
+def filters_figure(model: nn.Module, n: int = 100, cols: int | None = None, title: str | None = None) -> Any:
+    """The matplotlib figure of :func:`filter_grid`, captioned with ``title`` (default: the layer's name) and how
+    many units it shows, in a font that grows with the figure (:func:`title_points`)."""
     plt = pyplot("drawing filters")
     grid = filter_grid(model, n, cols)
     name, weight = first_layer_filters(model)
@@ -98,11 +109,20 @@ def save_filters(model: nn.Module, out: str | Path, n: int = 100, cols: int | No
     else:
         ax.imshow(grid, interpolation="nearest")
     ax.set_axis_off()
-    ax.set_title(f"{title or name}: first {shown} of {weight.shape[0]} units (each scaled by its max |w|)", fontsize=8)
+    text = f"{title or name}: first {shown} of {weight.shape[0]} units (each scaled by its max |w|)"
+    ax.set_title(text, fontsize=title_points(fig.get_figwidth(), text))
+    return fig
+
+
+def save_filters(model: nn.Module, out: str | Path, n: int = 100, cols: int | None = None,
+                 title: str | None = None) -> Path:
+    """Draw :func:`filters_figure` to an image file (format from the suffix: .png, .pdf, .svg ...); return its
+    path."""
+    fig = filters_figure(model, n, cols, title)
     out = Path(out)
     try:
         with output_folder(out.parent):
             fig.savefig(out, dpi=150, bbox_inches="tight")
     finally:
-        plt.close(fig)
+        pyplot("drawing filters").close(fig)
     return out

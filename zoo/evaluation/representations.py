@@ -13,6 +13,9 @@ Three views, each written as data (safetensors for the RDMs, JSON for the others
 ``cka``    linear CKA (Kornblith et al., 2019) between every pair of (model, layer);
 ``tsne``   a 2-D t-SNE map (scikit-learn, fixed seed) of one layer per model, coloured by class.
 
+Every picture says which images it shows (``python -m zoo compare``: the first N test images of the dataset, ordered
+by class); the RDMs have a colour bar of ``1 - Pearson r`` each and their class blocks marked on both axes.
+
 Layers are named as ``model.named_modules()`` names them; ``"output"`` is the model's output. A model's default
 layers are its leaf modules that hold a weight (linear, convolutional, Hebbian layers) in the order the forward pass
 runs them, then the output (which replaces the last layer when that layer's output is the model's). Images are
@@ -37,6 +40,7 @@ from zoo.evaluation.side_by_side import shared_test_images
 
 OUTPUT = "output"
 RDM_METHOD = "correlation"
+RDM_QUANTITY = "1 − Pearson r"  # what rsatoolbox's "correlation" RDM holds, for the colour bars
 TSNE_SEED = 0
 TSNE_PERPLEXITY = 30.0
 BASELINE_SEED = 0
@@ -178,15 +182,21 @@ def tsne_layer(activations: dict[str, Tensor]) -> str:
 
 
 def compare_models(models: dict[str, nn.Module], images: Tensor, labels: Tensor, out_dir: str | Path,
-                   layer: str | None = None) -> dict[str, Path]:
+                   layer: str | None = None, *, classes: Sequence[str] | None = None,
+                   shown: str | None = None) -> dict[str, Path]:
     """Compare the representations of ``models`` (by name) on float images ``[N, C, H, W]`` in ``[0, 1]`` with
-    class ``labels`` ``[N]`` and write into ``out_dir``: ``rdms.json``/``.png`` (an RDM per model and default
-    layer), ``cka.json``/``.png`` (the (model, layer) pairs and their CKA matrix) and ``tsne.json``/``.png`` (the
-    2-D map of ``layer`` of every model; default: each model's :func:`tsne_layer`). Images are ordered by class
-    first. Returns the written paths by kind (the keys of ``FILES``)."""
+    class ``labels`` ``[N]`` and write into ``out_dir``: ``rdms.safetensors``/``.png`` (an RDM per model and
+    default layer), ``cka.json``/``.png`` (the (model, layer) pairs and their CKA matrix) and ``tsne.json``/``.png``
+    (the 2-D map of ``layer`` of every model; default: each model's :func:`tsne_layer`). Images are ordered by class
+    first. The pictures name the classes ``classes`` (default: the label numbers) and say that they show ``shown``
+    (default: "N images"). Returns the written paths by kind (the keys of ``FILES``)."""
     if len(labels) < MIN_IMAGES or len(labels) != len(images):
         raise ValueError(f"compare needs at least {MIN_IMAGES} images with one label each; got {len(images)} "
                          f"images and {len(labels)} labels")
+    names = list(classes) if classes is not None else [str(c) for c in range(int(labels.max()) + 1)]
+    if len(names) <= int(labels.max()):
+        raise ValueError(f"{len(names)} class names for labels up to {int(labels.max())}")
+    shown = shown or f"{len(labels):,} images"
     require(PURPOSE, *PACKAGES)
     order = torch.argsort(labels, stable=True)
     images, labels = images[order], labels[order]
@@ -195,9 +205,9 @@ def compare_models(models: dict[str, nn.Module], images: Tensor, labels: Tensor,
     mapped = {name: _layer_of(name, model, images, chosen[name]) for name, model in models.items()}
     with output_folder(out_dir) as out:
         paths = {kind: out / name for kind, name in FILES.items()}
-        _write_rdms(activations, labels, paths)
-        _write_cka(activations, paths)
-        _write_tsne(mapped, chosen, labels, paths)
+        _write_rdms(activations, labels, names, shown, paths)
+        _write_cka(activations, shown, paths)
+        _write_tsne(mapped, chosen, labels, names, shown, paths)
     return paths
 
 
@@ -212,7 +222,8 @@ def _write_json(path: Path, content: dict[str, Any]) -> None:
     path.write_text(json.dumps(content) + "\n")
 
 
-def _write_rdms(activations: dict[str, dict[str, Tensor]], labels: Tensor, paths: dict[str, Path]) -> None:
+def _write_rdms(activations: dict[str, dict[str, Tensor]], labels: Tensor, classes: Sequence[str], shown: str,
+                paths: dict[str, Path]) -> None:
     """One float32 ``[N, N]`` tensor per ``"<model>/<layer>"`` in a safetensors file (1 MB per matrix at 500
     images, a quarter of the same numbers as JSON text); the method and image labels in its metadata."""
     from safetensors.torch import save_file
@@ -221,43 +232,69 @@ def _write_rdms(activations: dict[str, dict[str, Tensor]], labels: Tensor, paths
     tensors = {f"{model}/{layer}": torch.from_numpy(np.ascontiguousarray(rdm, dtype=np.float32))
                for model, layers in rdms.items() for layer, rdm in layers.items()}
     save_file(tensors, str(paths["rdms"]), metadata={"method": RDM_METHOD, "labels": json.dumps(labels.tolist())})
-    plot_rdms(rdms, paths["rdms_picture"])
+    _save(plot_rdms(rdms, labels, classes, shown), paths["rdms_picture"])
 
 
-def _write_cka(activations: dict[str, dict[str, Tensor]], paths: dict[str, Path]) -> None:
+def _write_cka(activations: dict[str, dict[str, Tensor]], shown: str, paths: dict[str, Path]) -> None:
     pairs, matrix = cka_matrix(activations)
     _write_json(paths["cka"], {"method": "linear CKA (Kornblith et al., 2019)", "labels": [list(p) for p in pairs],
                                "matrix": matrix.tolist()})
-    plot_cka(pairs, matrix, paths["cka_picture"])
+    _save(plot_cka(pairs, matrix, shown), paths["cka_picture"])
 
 
-def _write_tsne(features: dict[str, Tensor], layers: dict[str, str], labels: Tensor, paths: dict[str, Path]) -> None:
+def _write_tsne(features: dict[str, Tensor], layers: dict[str, str], labels: Tensor, classes: Sequence[str],
+                shown: str, paths: dict[str, Path]) -> None:
     maps = {name: tsne_map(x) for name, x in features.items()}
     _write_json(paths["tsne"], {
         "random_state": TSNE_SEED, "perplexity": tsne_perplexity(len(labels)), "labels": labels.tolist(),
         "maps": {name: {"layer": layers[name], "coordinates": xy.tolist()} for name, xy in maps.items()}})
-    plot_tsne(maps, layers, labels, paths["tsne_picture"])
+    _save(plot_tsne(maps, layers, labels, classes, shown), paths["tsne_picture"])
 
 
-def plot_rdms(rdms: dict[str, dict[str, np.ndarray]], out: Path) -> Path:
-    """Draw one RDM per model (rows) and layer (columns) into an image file; return its path."""
+def class_blocks(labels: Tensor) -> tuple[list[float], list[float], list[int]]:
+    """Where the classes of class-ordered ``labels`` lie along an RDM's axis: the centre of each class's block, the
+    boundaries between blocks (in pixel coordinates) and the class of each block."""
+    present, counts = torch.unique_consecutive(labels, return_counts=True)
+    ends = counts.cumsum(0).tolist()
+    starts = [0, *ends[:-1]]
+    centres = [(a + b - 1) / 2 for a, b in zip(starts, ends)]
+    return centres, [end - 0.5 for end in ends[:-1]], present.tolist()
+
+
+def plot_rdms(rdms: dict[str, dict[str, np.ndarray]], labels: Tensor, classes: Sequence[str], shown: str) -> Any:
+    """The matplotlib figure of one RDM per model (rows) and layer (columns) of the class-ordered ``labels``, each
+    with its colour bar of ``RDM_QUANTITY``, the class blocks ticked and named along both axes; the title says
+    that the images are ``shown``."""
     plt = pyplot("drawing RDMs")
     rows, cols = len(rdms), max(len(layers) for layers in rdms.values())
-    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols + 0.6, 2.3 * rows + 0.4), squeeze=False,
+    fig, axes = plt.subplots(rows, cols, figsize=(2.9 * cols + 0.6, 2.8 * rows + 0.6), squeeze=False,
                              layout="constrained")
+    centres, boundaries, present = class_blocks(labels)
+    names = [classes[c] for c in present]
     for ax in axes.flat:
         ax.set_axis_off()
     for row, (model, layers) in enumerate(rdms.items()):
         for col, (layer, rdm) in enumerate(layers.items()):
-            axes[row][col].imshow(rdm, cmap="viridis")
-            axes[row][col].set_title(f"{model}\n{layer}", fontsize=7)
-    fig.suptitle(f"RDMs ({RDM_METHOD} distance, each on its own colour scale; images ordered by class)",
-                 fontsize=9)
-    return _save(plt, fig, out)
+            ax = axes[row][col]
+            ax.set_axis_on()
+            image = ax.imshow(rdm, cmap="viridis")
+            ax.set_title(f"{model}\n{layer}", fontsize=7)
+            ax.set_xticks(centres, names, rotation=90, fontsize=5)
+            ax.set_yticks(centres, names, fontsize=5)
+            ax.set_xticks(boundaries, minor=True)
+            ax.set_yticks(boundaries, minor=True)
+            ax.tick_params(which="major", length=0, pad=1)
+            ax.tick_params(which="minor", length=3)
+            bar = fig.colorbar(image, ax=ax, shrink=0.8)
+            bar.set_label(RDM_QUANTITY, fontsize=6)
+            bar.ax.tick_params(labelsize=5)
+    fig.suptitle(f"RDMs ({RDM_QUANTITY} between activation patterns, each on its own colour scale) of {shown}, "
+                 "ordered by class", fontsize=9)
+    return fig
 
 
-def plot_cka(pairs: list[tuple[str, str]], matrix: np.ndarray, out: Path) -> Path:
-    """Draw the CKA matrix of the (model, layer) ``pairs`` into an image file; return its path."""
+def plot_cka(pairs: list[tuple[str, str]], matrix: np.ndarray, shown: str) -> Any:
+    """The matplotlib figure of the CKA matrix of the (model, layer) ``pairs`` on the images ``shown``."""
     plt = pyplot("drawing the CKA matrix")
     size = 0.35 * len(pairs) + 3.0
     fig, ax = plt.subplots(figsize=(size + 1.0, size))
@@ -266,27 +303,34 @@ def plot_cka(pairs: list[tuple[str, str]], matrix: np.ndarray, out: Path) -> Pat
     ax.set_xticks(range(len(names)), names, rotation=90, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=7)
     fig.colorbar(image, ax=ax, label="linear CKA")
-    return _save(plt, fig, out)
+    ax.set_title(f"Linear CKA on {shown}", fontsize=9)
+    return fig
 
 
-def plot_tsne(maps: dict[str, np.ndarray], layers: dict[str, str], labels: Tensor, out: Path) -> Path:
-    """Draw each model's t-SNE map, points coloured by class, side by side into an image file; return its path."""
+def plot_tsne(maps: dict[str, np.ndarray], layers: dict[str, str], labels: Tensor, classes: Sequence[str],
+              shown: str) -> Any:
+    """The matplotlib figure of each model's t-SNE map side by side, points coloured by class (named ``classes``),
+    titled with the images it shows (``shown``) and the t-SNE settings."""
     plt = pyplot("drawing t-SNE maps")
-    classes = int(labels.max()) + 1
-    fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps) + 0.8, 3.4), squeeze=False)
+    count = len(classes)
+    fig, axes = plt.subplots(1, len(maps), figsize=(3.2 * len(maps) + 0.8, 3.6), squeeze=False,
+                             layout="constrained")
     for ax, (name, coordinates) in zip(axes[0], maps.items()):
         points = ax.scatter(coordinates[:, 0], coordinates[:, 1], c=labels.numpy(), cmap="tab10", s=4,
-                            vmin=-0.5, vmax=classes - 0.5)
+                            vmin=-0.5, vmax=count - 0.5)
         ax.set_title(f"{name}\n{layers[name]}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.colorbar(points, ax=axes[0].tolist(), label="class", ticks=range(classes))
-    return _save(plt, fig, out)
+    bar = fig.colorbar(points, ax=axes[0].tolist(), label="class")
+    bar.set_ticks(range(count), labels=classes, fontsize=7)
+    fig.suptitle(f"t-SNE of {shown}, coloured by class (perplexity {tsne_perplexity(len(labels)):.3g}, "
+                 f"seed {TSNE_SEED})", fontsize=9)
+    return fig
 
 
-def _save(plt: Any, fig: Any, out: Path) -> Path:
+def _save(fig: Any, out: Path) -> Path:
     fig.savefig(out, dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    pyplot("saving a figure").close(fig)
     return out
 
 
@@ -313,13 +357,17 @@ def untrained_baselines(model_ids: Sequence[str]) -> dict[str, nn.Module]:
 def compare_checkpoints(model_ids: Sequence[str], out_dir: str | Path, layer: str | None = None,
                         n_images: int = DEFAULT_IMAGES, data_root: str | Path | None = None) -> dict[str, Path]:
     """:func:`compare_models` on the checkpoints ``model_ids`` (all of one dataset) and an untrained model of each
-    of their architectures (:func:`untrained_baselines`), on the first ``n_images`` test images."""
+    of their architectures (:func:`untrained_baselines`), on the first ``n_images`` test images, named so in the
+    pictures with the dataset's class names."""
     from zoo.api import load
+    from zoo.data.catalog import dataset_info
 
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < MIN_IMAGES:
         raise ValueError(f"the number of images must be an int >= {MIN_IMAGES}, not {n_images!r}")
     require(PURPOSE, *PACKAGES)  # before any download
     ids = list(dict.fromkeys(model_ids))
-    _, images, labels = shared_test_images(ids, n_images, data_root, "python -m zoo compare")
+    dataset, images, labels = shared_test_images(ids, n_images, data_root, "python -m zoo compare")
     models = {model_id: load(model_id) for model_id in ids} | untrained_baselines(ids)
-    return compare_models(models, images, labels, out_dir, layer)
+    info = dataset_info(dataset)
+    shown = f"the first {len(labels):,} {info.title} test images"
+    return compare_models(models, images, labels, out_dir, layer, classes=info.classes, shown=shown)

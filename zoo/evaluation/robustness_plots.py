@@ -6,8 +6,10 @@ writes ``robustness.json`` (every curve drawn), ``noise.png`` (accuracy vs Gauss
 test split: ``metrics.top1_noise`` / ``top1_fgsm``) and, where the checkpoints have the attack comparison
 (``metrics.robustness``, measured by ``python -m training.robustness``), ``pgd.png`` and ``fgsm.png``: one panel per
 attack model (white-box, the rule's own gradient, transfer from backprop), accuracy vs L∞ ε, one line per
-checkpoint. The clean accuracy on the same images is each curve's point at 0. Nothing is measured here: the
-figures are those of the manifest, which ``python -m zoo verify --robustness`` recomputes.
+checkpoint. The clean accuracy on the same images is each curve's point at 0. The two sets of figures are on
+different images (``metrics.n_eval``: the whole split of 10,000; ``metrics.robustness.n_eval``: the first 1,000), and
+every picture says which in its title and y-axis label. Nothing is measured here: the figures are those of the
+manifest, which ``python -m zoo verify --robustness`` recomputes.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
+from zoo.data.catalog import dataset_info
 from zoo.evaluation.extras import require
 from zoo.evaluation.metric_grid import ATTACK_MODELS, ATTACKS, perturbation_size
 from zoo.evaluation.output import output_folder
@@ -57,9 +60,20 @@ def attack_curves(entry: Entry, attack: str) -> dict[str, Curve]:
     return {model: _points(block["top1_clean"], curve) for model, curve in block[f"top1_{attack}"].items()}
 
 
+def shown_images(dataset: str, counts: Sequence[int]) -> str:
+    """Which test images of ``dataset`` figures measured on the first ``counts`` images (one count per checkpoint)
+    are on, for a picture: "all 10,000 test images (the whole split)", "the first 1,000 test images"."""
+    n_test = dataset_info(dataset).n_test
+    distinct = sorted(set(counts))
+    if distinct == [n_test]:
+        return f"all {n_test:,} test images (the whole split)"
+    return f"the first {' or '.join(f'{n:,}' for n in distinct)} test images"
+
+
 def noise_plot(entries: Sequence[Entry], title: str = "") -> Any:
-    """The matplotlib figure of accuracy vs Gaussian σ and vs FGSM ε (whole test split), one line per entry."""
-    shared_dataset(entries, "a robustness plot")
+    """The matplotlib figure of accuracy vs Gaussian σ and vs FGSM ε (``metrics.n_eval`` test images: the whole
+    split), one line per entry; the title and y-axis label say which images."""
+    images = shown_images(shared_dataset(entries, "a robustness plot"), [entry.metrics["n_eval"] for entry in entries])
     curves = {entry.id: full_test_curves(entry) for entry in entries}
     plt = pyplot("drawing robustness curves")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
@@ -68,14 +82,17 @@ def noise_plot(entries: Sequence[Entry], title: str = "") -> Any:
             if kind in curves[entry.id]:
                 xs, ys = zip(*curves[entry.id][kind])
                 ax.plot(xs, ys, label=entry.entrypoint, **series_style(index))
-    axes[0].set(title="Gaussian noise", xlabel="σ (pixels in [0, 1])", ylabel="top-1 (%), whole test split")
+    axes[0].set(title="Gaussian noise", xlabel="σ (pixels in [0, 1])", ylabel=f"top-1 (%) on\n{images}")
     axes[1].set(title="FGSM, white-box", xlabel="L∞ ε")
-    return _decorate(fig, axes, title)
+    return _decorate(fig, axes, title, f"Gaussian noise and FGSM on {images}")
 
 
 def attack_plot(entries: Sequence[Entry], attack: str = "pgd", title: str = "") -> Any:
-    """The matplotlib figure of accuracy vs ε per attack model (one panel each), one line per entry."""
-    shared_dataset(entries, "a robustness plot")
+    """The matplotlib figure of accuracy vs ε per attack model (one panel each), one line per entry, on the images
+    of the attack comparison (``metrics.robustness.n_eval``: the first 1,000), which the title and y-axis label
+    name."""
+    dataset = shared_dataset(entries, "a robustness plot")
+    images = shown_images(dataset, [attack_comparison(entry)["n_eval"] for entry in entries])
     curves = {entry.id: attack_curves(entry, attack) for entry in entries}
     plt = pyplot("drawing the attack comparison")
     fig, axes = plt.subplots(1, len(ATTACK_MODELS), figsize=(4.2 * len(ATTACK_MODELS), 3.8), sharey=True)
@@ -86,18 +103,17 @@ def attack_plot(entries: Sequence[Entry], attack: str = "pgd", title: str = "") 
                 xs, ys = zip(*points)
                 ax.plot(xs, ys, label=entry.entrypoint, **series_style(index))
         ax.set(title=TITLES[attack_model], xlabel="L∞ ε")
-    axes[0].set_ylabel(f"top-1 (%) under {attack.upper()}")
-    return _decorate(fig, axes, title)
+    axes[0].set_ylabel(f"top-1 (%) under {attack.upper()} on\n{images}")
+    return _decorate(fig, axes, title, f"{attack.upper()} on {images}")
 
 
-def _decorate(fig: Any, axes: Any, title: str) -> Any:
-    """Grids, a note in every panel without a curve, and the title."""
+def _decorate(fig: Any, axes: Any, title: str, caption: str) -> Any:
+    """Grids, a note in every panel without a curve, and the title: ``title``, if any, above ``caption``."""
     for ax in axes:
         ax.grid(alpha=0.3)
         if not ax.get_legend_handles_labels()[0]:
             ax.text(0.5, 0.5, "none of these checkpoints", ha="center", transform=ax.transAxes)
-    if title:
-        fig.suptitle(title)
+    fig.suptitle(f"{title}\n{caption}" if title else caption)
     return fig
 
 

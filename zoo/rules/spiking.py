@@ -36,16 +36,28 @@ compared with itself would be 0 degrees by construction.
 
 :func:`export_nir` writes a model as a Neuromorphic Intermediate Representation graph (NIR; Pedersen et al. 2024)
 through snnTorch's exporter: one time step of the network, to be run ``time_steps`` times on the image, averaging
-the output (the graph's metadata says so); :func:`run_nir` runs such a file through snnTorch's importer.
+the output. NIR's LIF node is a differential equation, ``tau dv/dt = (v_leak - v) + r I``; the neuron above is its
+forward-Euler step of ``dt`` (:data:`NIR_DT`) with ``tau = dt / (1 - beta)``, ``r = 1``, ``v_leak = 0``,
+``v_reset = 0`` and the weights into the neurons multiplied by ``1 / (1 - beta)`` to undo the step's input gain
+``dt / tau`` (Norse's importer and Sinabs' normalised-input LIF take ``r = 1``; snnTorch's importer moves that gain
+into its threshold). The graph's metadata states the step, the discretisation, the spike and reset semantics, the
+encoding and the readout (:data:`NIR_RULES`): an importer that reads ``tau`` in steps, fires several spikes per step
+or subtracts the threshold on a spike runs another network. Pooling is written as NIR's ``SumPool2d`` with the
+``1/4`` of the average folded into the convolution before it, which more simulators import than ``AvgPool2d``; both
+foldings are exact for the zoo's ``beta = 0.5`` and 2x2 windows (powers of two). :func:`run_nir` runs such a file
+through snnTorch's importer.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import io
 import warnings
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -62,6 +74,20 @@ POOL = (2, 2)  # average pooling (max-pooling has no NIR node); a tuple, as snnT
 FAMILIES = "the spiking families (snn_mlp, snn_lenet)"
 NIR_PACKAGES = ("snntorch", "nir", "nirtorch")  # snnTorch's NIR exporter and importer run on nirtorch
 NIR_PURPOSE = "NIR export and import"
+NIR_DT = 1e-4  # seconds per time step in an exported NIR graph (snnTorch's NIR exporter and importer assume it)
+#: How an exported NIR graph is to be run, written into its metadata (``{beta}``, ``{gain}`` ``= 1 - beta`` and
+#: ``{threshold}`` filled in).
+NIR_RULES = {
+    "discretisation": "forward Euler, one step of dt per time step: v[t] = v[t-1] + (dt / tau) (v_leak - v[t-1] + "
+                      "r I[t]), with this graph's values (dt / tau = {gain}, r = 1, v_leak = 0) v[t] = {beta} v[t-1] "
+                      "+ {gain} I[t]; within a step the nodes run in graph order, each on the output of the one before "
+                      "in the same step (no delay)",
+    "spikes": "z[t] = 1 where v[t] > v_threshold ({threshold}), else 0: at most one spike per neuron and step, of "
+              "amplitude 1",
+    "reset": "to v_reset (0) in the step of the spike: v[t] = v_reset where z[t] = 1",
+    "encoding": "direct: the image, values in [0, 1], is the input at every time step",
+    "readout": "logits: the output averaged over the time_steps steps",
+}
 
 
 def snntorch() -> ModuleType:
@@ -236,17 +262,20 @@ class SpikingLeNet(SpikingNetwork):
                  threshold: float = LIF_OPTIONS["threshold"]) -> None:
         super().__init__(in_shape, mean, std, time_steps, beta, threshold)
         shapes = LeNet.shapes(self.input.in_shape)
-        self.convs: list[nn.Module] = []
         for index, out_channels in enumerate(LeNet.channels):
-            conv = nn.Conv2d(shapes[f"conv{index + 1}"][0], out_channels, LeNet.kernel_size)
-            self.add_module(f"conv{index + 1}", conv)
-            self.convs.append(conv)
+            self.add_module(f"conv{index + 1}", nn.Conv2d(shapes[f"conv{index + 1}"][0], out_channels,
+                                                          LeNet.kernel_size))
         self.pool = nn.AvgPool2d(POOL, stride=POOL)
         self.flatten = nn.Flatten()
         self.fc = nn.Linear(shapes["fc"][0], LeNet.fc_width)
-        self.lif = nn.ModuleList(self.neuron() for _ in range(len(self.convs) + 1))
+        self.lif = nn.ModuleList(self.neuron() for _ in range(len(LeNet.channels) + 1))
         self.head = nn.Linear(LeNet.fc_width, num_classes)
         self.init_weights()
+
+    @property
+    def convs(self) -> list[nn.Module]:
+        """The convolutions as registered now (``conv1``, ``conv2``): a module swapped in by name is the one used."""
+        return [getattr(self, f"conv{index + 1}") for index in range(len(LeNet.channels))]
 
     def stages(self) -> list[list[nn.Module]]:
         convs = [[conv, self.pool] if pooled else [conv] for conv, pooled in zip(self.convs, LeNet.pooled)]
@@ -278,7 +307,9 @@ def export_nir(model: nn.Module, path: Path | str) -> Path:
     """Write a spiking zoo model to ``path`` as a NIR graph (HDF5) with snnTorch's exporter and return the path.
 
     The graph is one time step (input: one image ``[C, H, W]`` in ``[0, 1]``, no batch dimension); its metadata
-    gives ``time_steps`` and how to run it: present the image at each step and average the output over the steps.
+    gives ``time_steps``, the step ``dt`` (seconds) and how to run it (:data:`NIR_RULES`): present the image at each
+    step, step the neurons by forward Euler (one spike per step at most, reset to zero) and average the output over
+    the steps. LIF nodes have ``r = 1`` and average pooling is a sum pool (module doc).
     """
     network = _spiking_model(model)
     nir, exporter, _ = _nir_modules()
@@ -286,16 +317,48 @@ def export_nir(model: nn.Module, path: Path | str) -> Path:
     with warnings.catch_warnings():  # snnTorch 1.0 calls nirtorch's older tracer, which warns of its own successor
         warnings.filterwarnings("ignore", "nirtorch.extract_nir_graph is being deprecated", DeprecationWarning)
         graph = exporter.export_to_nir(network.step_network(), sample, ignore_dims=[0])
+    gain = 1.0 - network.beta  # dt / tau: the input gain of the Euler step with r = 1
+    for key, node in list(graph.nodes.items()):
+        if isinstance(node, nir.LIF):
+            _scale_source(nir, graph, key, 1.0 / gain)
+            shape = node.v_threshold.shape
+            graph.nodes[key] = nir.LIF(tau=_full(shape, NIR_DT / gain), r=_full(shape, 1.0), v_leak=_full(shape, 0.0),
+                                       v_threshold=_full(shape, network.threshold), v_reset=_full(shape, 0.0))
+        elif isinstance(node, nir.AvgPool2d):
+            _scale_source(nir, graph, key, 1.0 / float(np.prod(node.kernel_size)))
+            graph.nodes[key] = nir.SumPool2d(kernel_size=node.kernel_size, stride=node.stride, padding=node.padding)
     cfg = getattr(model, "zoo_cfg", None)
     graph.metadata = {
         "time_steps": network.time_steps,
-        "encoding": "direct: the image, values in [0, 1], is the input at every time step",
-        "readout": "logits: the output averaged over the time_steps steps",
+        "dt": NIR_DT,
+        **{name: rule.format(beta=network.beta, gain=gain, threshold=network.threshold)
+           for name, rule in NIR_RULES.items()},
         "source": f"bioplausible-zoo {cfg.id or cfg.family}" if cfg is not None else "bioplausible-zoo",
     }
     path = Path(path)
     nir.write(path, graph)
     return path
+
+
+def _full(shape: tuple[int, ...], value: float) -> np.ndarray:
+    """A float32 array of ``shape`` holding ``value``: one parameter of a NIR node, per neuron."""
+    return np.full(shape, value, dtype=np.float32)
+
+
+def _scale_source(nir: ModuleType, graph: Any, key: str, factor: float) -> None:
+    """Multiply the weights and bias of the ``Affine`` or ``Conv2d`` node that feeds node ``key`` (through pooling
+    nodes, which are linear) by ``factor``."""
+    source = key
+    while True:
+        sources = [a for a, b in graph.edges if b == source]
+        node = graph.nodes[sources[0]] if len(sources) == 1 else None
+        if not isinstance(node, (nir.AvgPool2d, nir.SumPool2d)):
+            break
+        source = sources[0]
+    if not isinstance(node, (nir.Affine, nir.Conv2d)):
+        raise ValueError(f"NIR export folds scales into the layer before node {key}, found {type(node).__name__}")
+    node.weight = np.asarray(node.weight, dtype=np.float32) * np.float32(factor)
+    node.bias = np.asarray(node.bias, dtype=np.float32) * np.float32(factor)
 
 
 @torch.no_grad()
@@ -306,7 +369,8 @@ def run_nir(path: Path | str, images: Tensor, time_steps: int | None = None) -> 
     nir, _, importer = _nir_modules()
     graph = nir.read(Path(path))
     steps = int(graph.metadata["time_steps"]) if time_steps is None else time_steps
-    network = importer.import_from_nir(graph)
+    with contextlib.redirect_stdout(io.StringIO()):  # it prints that it moves the input gain into the threshold
+        network = importer.import_from_nir(graph)
     utils = optional_import("snntorch.utils", "running a NIR graph", "snntorch", extra="snn")
     logits = []
     for image in images.to(torch.float32):

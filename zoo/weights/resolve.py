@@ -1,11 +1,12 @@
 """Finding a checkpoint file: checkout, torch hub cache, URL download, Hugging Face Hub.
 
-Every source ends in one check: the file's SHA-256 against the manifest. With ``source="auto"`` the sources are
-tried in that order; a copy that fails its check (corrupted, truncated, replaced) is skipped with a warning naming
-it, a bad cache file is replaced by a verified download, a cache folder that cannot be written is reported in one
-line, and when every source fails the error lists what each one gave. The model is always built from the manifest
-entry; a Hugging Face repository's ``config.json`` is a copy that must agree with it (:func:`check_hub_config`).
-"""
+Every source ends in one check: the file's SHA-256 against the manifest (a settled local or cached file verified
+before and unchanged since, by size, modification time and inode, is not hashed again: :mod:`zoo.weights.verified`).
+With ``source="auto"`` the sources are tried in that order; a copy that fails its check (corrupted, truncated,
+replaced) is skipped with a warning naming it, a bad cache file is replaced by a verified download, a cache folder
+that cannot be written is reported in one line, and when every source fails the error lists what each one gave. The
+model is always built from the manifest entry; a Hugging Face repository's ``config.json`` is a copy that must agree
+with it (:func:`check_hub_config`)."""
 from __future__ import annotations
 
 import json
@@ -19,6 +20,7 @@ from zoo.weights.download import copy_file, download_file, is_offline
 from zoo.weights.integrity import check_sha256
 from zoo.weights.manifest import Entry
 from zoo.weights.paths import manifest_path, weights_cache_dir
+from zoo.weights.verified import check_verified
 
 SOURCES = ("auto", "local", "cache", "url", "hf")
 HUB_CONFIG = "config.json"
@@ -71,14 +73,14 @@ def _local(entry: Entry) -> Path:
     path = checkout_file(entry)
     if not path.is_file():
         raise SourceUnavailable(f"no checkpoint at {path}")
-    return check_sha256(path, str(entry.sha256))
+    return check_verified(path, str(entry.sha256))
 
 
 def _cache(entry: Entry) -> Path:
     path = cached_file(entry)
     if not path.is_file():
         raise SourceUnavailable(f"no checkpoint at {path}")
-    return check_sha256(path, str(entry.sha256))
+    return check_verified(path, str(entry.sha256))
 
 
 def _url(entry: Entry) -> Path:
