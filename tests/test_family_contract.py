@@ -277,3 +277,19 @@ def test_eval_forward_compiles_to_one_graph(name: str) -> None:
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
     with pytest.raises(ValueError, match="NaN or infinite"):
         model(torch.full_like(x, float("nan")))
+
+
+@pytest.mark.parametrize("name", ["bp_lenet", "fa_cnn", "dfa_resnet20"])
+def test_conv_nets_infer_in_channels_last_with_the_same_predictions(name: str) -> None:
+    """Issue 30: eval-mode conv nets hand their convolutions channels-last images (faster on the CPU); the logits are
+    those of the default layout to float rounding, and training mode leaves the layout to the training loop."""
+    family = families()[name]
+    dataset = family.datasets[-1]
+    model = build(family, dataset).eval()
+    x, _ = batch(family, dataset, n=8)
+    assert model.input.channels_last and model.input(x).is_contiguous(memory_format=torch.channels_last)
+    fast = model(x)
+    model.input.channels_last = False
+    assert torch.allclose(fast, model(x), rtol=1e-4, atol=1e-5)
+    model.input.channels_last = True
+    assert model.train().input(x).is_contiguous()

@@ -46,7 +46,7 @@ class ConvStack(nn.Module):
     def __init__(self, in_shape: Sequence[int], num_classes: int, mean: Sequence[float], std: Sequence[float],
                  dropout: float = 0.0, *, layers: LayerKit = PLAIN_LAYERS) -> None:
         super().__init__()
-        self.input = ImageInput(in_shape, mean, std)
+        self.input = ImageInput(in_shape, mean, std, channels_last=True)
         shapes = self.shapes(self.input.in_shape)
         for index, out_channels in enumerate(self.channels):
             layer_in = shapes[f"conv{index + 1}"]

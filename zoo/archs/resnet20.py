@@ -82,7 +82,7 @@ class CifarResNet(nn.Module):
         super().__init__()
         if blocks < 1:
             raise ValueError(f"blocks must be at least 1 per stage, got {blocks}")
-        self.input = ImageInput(in_shape, mean, std)
+        self.input = ImageInput(in_shape, mean, std, channels_last=True)
         c, h, w = self.input.in_shape
         self.stem = layers.conv(c, self.widths[0], KERNEL, padding=1, bias=False, in_shape=(c, h, w))
         self.stem_bn = nn.BatchNorm2d(self.widths[0])
