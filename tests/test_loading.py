@@ -304,7 +304,7 @@ def test_a_settled_verified_file_is_not_hashed_again_until_it_changes(tmp_path) 
     import os
 
     from zoo.errors import HashMismatchError
-    from zoo.weights.paths import weights_cache_dir
+    from zoo.weights.paths import zoo_cache_home
     from zoo.weights.resolve import checkout_file
     from zoo.weights.verified import RECORD_NAME, check_verified
 
@@ -314,7 +314,7 @@ def test_a_settled_verified_file_is_not_hashed_again_until_it_changes(tmp_path) 
     old = os.stat(path).st_mtime_ns - 3_600 * 10**9
     os.utime(path, ns=(old, old))
     assert check_verified(path, str(entry.sha256)) == path
-    assert str(path.resolve()) in (weights_cache_dir() / RECORD_NAME).read_text()
+    assert str(path.resolve()) in (zoo_cache_home() / RECORD_NAME).read_text()
     with open(path, "r+b") as f:  # damage the bytes but keep size and times: the record is trusted
         f.seek(-1, 2)
         last = f.read(1)
@@ -328,4 +328,4 @@ def test_a_settled_verified_file_is_not_hashed_again_until_it_changes(tmp_path) 
     fresh = tmp_path / "fresh.safetensors"
     fresh.write_bytes(checkout_file(entry).read_bytes())
     check_verified(fresh, str(entry.sha256))
-    assert str(fresh.resolve()) not in (weights_cache_dir() / RECORD_NAME).read_text(), "a fresh file is not recorded"
+    assert str(fresh.resolve()) not in (zoo_cache_home() / RECORD_NAME).read_text(), "a fresh file is not recorded"

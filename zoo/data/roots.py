@@ -6,6 +6,7 @@ from pathlib import Path
 
 from zoo.data.catalog import CIFAR_BIN_FOLDER, CIFAR_PY_FOLDER, IDX_FOLDERS
 from zoo.errors import DatasetNotFoundError
+from zoo.weights.paths import zoo_cache_home
 
 ROOT_ENV = "ZOO_DATA_ROOT"
 
@@ -20,9 +21,7 @@ def default_data_root() -> Path:
     env = os.environ.get(ROOT_ENV, "").strip()
     if env:
         return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
-    cache = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
-    return cache / "bioplausible-zoo" / "datasets"
+    return zoo_cache_home() / "datasets"
 
 
 def resolve_root(root: str | Path | None) -> Path:

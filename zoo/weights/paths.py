@@ -23,6 +23,14 @@ def manifest_path() -> Path:
     return checkout if checkout.is_file() or not PACKAGED_MANIFEST.is_file() else PACKAGED_MANIFEST
 
 
+def zoo_cache_home() -> Path:
+    """The zoo's own cache folder: ``$XDG_CACHE_HOME/bioplausible-zoo`` (``~/.cache/bioplausible-zoo`` when
+    ``XDG_CACHE_HOME`` is unset, empty or relative)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "").strip()
+    cache = Path(xdg) if xdg and os.path.isabs(xdg) else Path.home() / ".cache"
+    return cache / "bioplausible-zoo"
+
+
 def weights_cache_dir() -> Path:
     """torch.hub's checkpoint cache (``$TORCH_HOME/hub/checkpoints``), shared with torchvision and timm."""
     return Path(torch.hub.get_dir()) / "checkpoints"

@@ -1,7 +1,8 @@
 """Remembering which checkpoint files were verified, so an unchanged file is not hashed again on every load.
 
 After a file's SHA-256 matches, its size, modification time (ns), inode and device are recorded beside the hash in
-``$TORCH_HOME/hub/checkpoints/.zoo-verified.json`` (and in memory). A later check of the same path with the same
+the zoo's own cache, ``~/.cache/bioplausible-zoo/verified.json`` (and in memory), not among torch hub's shared
+checkpoints. A later check of the same path with the same
 expected hash and the same four values skips the hash; any change of them (a rewrite, a replacement, a copy) means
 hashing again, and a mismatch still raises. Files modified within the last :data:`SETTLE_S` seconds are not
 recorded: file-system timestamps are coarse (milliseconds), so a file rewritten at once with the same size could
@@ -16,9 +17,9 @@ import time
 from pathlib import Path
 
 from zoo.weights.integrity import check_sha256
-from zoo.weights.paths import weights_cache_dir
+from zoo.weights.paths import zoo_cache_home
 
-RECORD_NAME = ".zoo-verified.json"
+RECORD_NAME = "verified.json"
 SETTLE_S = 2.0
 _MEMORY: dict[str, dict[str, object]] = {}
 
@@ -30,7 +31,7 @@ def _fingerprint(path: Path, sha256: str) -> dict[str, object]:
 
 
 def _record_file() -> Path:
-    return weights_cache_dir() / RECORD_NAME
+    return zoo_cache_home() / RECORD_NAME
 
 
 def _read_records() -> dict[str, dict[str, object]]:
