@@ -271,7 +271,8 @@ def train_into(args: argparse.Namespace, family: Family, config: dict[str, Any],
                          "not reproduce the checkpoint); commit them first, or pass --out DIR for a private run")
     if config["init"] is not None:  # a clear error before any data is read; the start is recorded by its hash
         recipe["init_sha256"] = init_entry(family, config["init"], arch).sha256
-    previous = check_run_folder(out_dir, args.resume)
+    # only the process that writes checks the folder: under torchrun the others would race its run.json
+    previous = check_run_folder(out_dir, args.resume) if writes_run_files() else saved_epochs(out_dir)
     torch.set_num_threads(args.threads)
     device = run_device(args.device)
     collective = from_environment(device)
@@ -338,12 +339,17 @@ def train_into(args: argparse.Namespace, family: Family, config: dict[str, Any],
     return entry
 
 
+def writes_run_files() -> bool:
+    """Whether this process writes the run folder: the only one, or rank 0 under torchrun."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 @contextlib.contextmanager
 def run_lock(out_dir: Path) -> Iterator[None]:
     """Hold ``out_dir``'s lock for the whole run: a second process training into the same folder is refused.
     Under torchrun only rank 0 (the process that writes) locks; a folder this call created is removed again if the
     run leaves nothing in it."""
-    if os.environ.get("RANK", "0") != "0":
+    if not writes_run_files():
         yield
         return
     created = not out_dir.exists()
