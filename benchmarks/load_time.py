@@ -1,5 +1,5 @@
 """What ``zoo.load`` costs: cold in a fresh interpreter against a bare ``import torch``, and warm against the bare
-path it wraps (build the module, ``safetensors.torch.load_file``, ``load_state_dict``).
+path a user would write by hand (build the module, ``safetensors.torch.load_file``, ``load_state_dict``).
 
     python benchmarks/load_time.py [--model bp_mlp.mnist] [--repeats 5]
 

@@ -19,7 +19,7 @@ from zoo.engine.local_phase import HebbianPhaseTrainer
 from zoo.registry import Family, ModelCfg, architectures, families, family_of, rules
 from zoo.rules.base import RuleLayer, give_labels, true_gradients
 from zoo.rules.softhebb import SoftHebbTrainer
-from zoo.weights.checkpoint import load_into, save_checkpoint
+from zoo.weights.checkpoint import build_loaded, load_into, save_checkpoint
 
 CASES = [(name, dataset) for name, family in families().items() for dataset in family.datasets]
 
@@ -57,6 +57,15 @@ def test_checkpoint_round_trip(name: str, dataset: str, tmp_path: Path) -> None:
     assert torch.equal(model(x), other(x))
     for key, value in model.state_dict().items():  # feedback matrices and every buffer travel too
         assert torch.equal(value, other.state_dict()[key]), key
+    rng = torch.random.get_rng_state()
+    built = build_loaded(lambda: family.build_model(family.arch_for(dataset), dataset=dataset), path).eval()
+    assert torch.equal(torch.random.get_rng_state(), rng)  # no random initialisation drawn and thrown away
+    assert torch.equal(model(x), built(x))
+    assert {k: v.dtype for k, v in model.named_buffers()} == {k: v.dtype for k, v in built.named_buffers()}
+    for key, value in model.named_buffers():  # the buffers no checkpoint holds are rebuilt, not left empty
+        assert torch.equal(value, dict(built.named_buffers())[key]), key
+    assert [(k, p.requires_grad) for k, p in model.named_parameters()] == \
+        [(k, p.requires_grad) for k, p in built.named_parameters()]
 
 
 @pytest.mark.parametrize(("name", "dataset"), CASES)

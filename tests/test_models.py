@@ -11,7 +11,7 @@ import zoo
 from zoo.data.transforms import ToFloatImages
 from zoo.errors import UnknownModelError
 from zoo.registry import get_family
-from zoo.weights.checkpoint import load_into, read_metadata, save_checkpoint
+from zoo.weights.checkpoint import build_loaded, load_into, read_metadata, save_checkpoint
 
 
 def small_mlp(**arch: object) -> torch.nn.Module:
@@ -70,6 +70,31 @@ def test_checkpoint_that_does_not_fit_is_explained(tmp_path: Path) -> None:
     other = family.build_model(family.arch_for("mnist", hidden=[16, 4]))
     with pytest.raises(ValueError, match="wrong shapes"):
         load_into(other, path)
+
+
+def test_a_built_model_fits_the_file_and_every_buffer_is_made(tmp_path: Path) -> None:
+    path = save_checkpoint(small_mlp(), tmp_path / "a.safetensors", entrypoint="bp_mlp", arch={})
+    family = get_family("bp_mlp")
+    with pytest.raises(ValueError, match="wrong shapes"):
+        build_loaded(lambda: family.build_model(family.arch_for("mnist", hidden=[16, 4])), path)
+
+    class Unrebuilt(torch.nn.Module):  # a non-persistent buffer and no rebuild_buffers()
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = small_mlp()
+            self.register_buffer("scale", torch.ones(1), persistent=False)
+
+    wrapped = save_checkpoint(Unrebuilt(), tmp_path / "w.safetensors", entrypoint="bp_mlp", arch={})
+    with pytest.raises(RuntimeError, match=r"\['scale'\] unmade.*rebuild_buffers"):
+        build_loaded(Unrebuilt, wrapped)
+
+
+def test_load_builds_no_random_initialisation_to_throw_away(tiny_zoo) -> None:
+    rng = torch.random.get_rng_state()
+    model = zoo.load(tiny_zoo.model_id)
+    assert torch.equal(torch.random.get_rng_state(), rng)
+    for name, tensor in tiny_zoo.model.state_dict().items():
+        assert torch.equal(tensor, model.state_dict()[name]), name
 
 
 def test_unknown_ids_suggest_close_matches(tiny_zoo) -> None:

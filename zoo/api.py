@@ -13,7 +13,7 @@ from torch import nn
 from zoo.data.transforms import ToFloatImages
 from zoo.errors import ManifestError, UnknownModelError
 from zoo.registry import get_family, suggest
-from zoo.weights.checkpoint import load_into
+from zoo.weights.checkpoint import build_loaded
 from zoo.weights.manifest import Entry, Manifest, cached_manifest
 from zoo.weights.paths import manifest_path
 
@@ -96,9 +96,9 @@ def build_from_entry(entry: Entry, path: Path) -> nn.Module:
     """The model of ``entry`` (checked against its family) with the tensors of the (already verified) file at
     ``path``, in eval mode."""
     check_entry_against_family(entry)
-    model = get_family(entry.entrypoint).build_model(entry.arch, model_id=entry.id, dataset=entry.dataset)
-    load_into(model, path)
-    return model.eval()
+    family = get_family(entry.entrypoint)
+    return build_loaded(lambda: family.build_model(entry.arch, model_id=entry.id, dataset=entry.dataset),
+                        path).eval()
 
 
 def load(model_id: str, *, source: str = "auto", device: str | torch.device = "cpu") -> nn.Module:

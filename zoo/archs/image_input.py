@@ -36,11 +36,21 @@ class ImageInput(nn.Module):
         if len(self.in_shape) != 3 or len(mean) != channels or len(std) != channels:
             raise ValueError(f"in_shape must be (C, H, W) with C values of mean and std; got in_shape={in_shape}, "
                              f"mean={mean}, std={std}")
+        self.statistics = (tuple(float(v) for v in mean), tuple(float(v) for v in std))
         self.mean: Tensor
         self.std: Tensor
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.empty(1, channels, 1, 1), persistent=False)
+        self.register_buffer("std", torch.empty(1, channels, 1, 1), persistent=False)
+        self.rebuild_buffers()
         self.range_warned = False
+
+    def rebuild_buffers(self) -> None:
+        """Fill ``mean`` and ``std`` (not in checkpoints) from the statistics given at construction, on the CPU when
+        the module was built on the meta device."""
+        device = torch.device("cpu") if self.mean.is_meta else self.mean.device
+        mean, std = self.statistics
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
 
     def forward(self, x: Tensor) -> Tensor:
         """Check the contract, cast any float dtype to the model's (float64 from NumPy is the common case) and

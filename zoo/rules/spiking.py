@@ -132,9 +132,13 @@ class SpikingNetwork(nn.Module):
 
     def neuron(self, init_hidden: bool = False, shape: Sequence[int] = ()) -> nn.Module:
         """A layer of LIF neurons with this network's ``beta`` and ``threshold`` (per neuron when ``shape`` is
-        given), reset to zero without delay, the form snnTorch's NIR importer rebuilds."""
-        return snntorch().Leaky(beta=torch.full(tuple(shape), self.beta), threshold=torch.full(tuple(shape),
-                              self.threshold), reset_mechanism="zero", reset_delay=False, init_hidden=init_hidden)
+        given), reset to zero without delay, the form snnTorch's NIR importer rebuilds. snnTorch reads its own
+        tensors while it builds a neuron, so a meta-device build (:func:`zoo.weights.checkpoint.build_loaded`) makes
+        the neurons' few constants on the CPU."""
+        default = torch.get_default_device()
+        with torch.device("cpu" if default.type == "meta" else default):
+            return snntorch().Leaky(beta=torch.full(tuple(shape), self.beta), threshold=torch.full(
+                tuple(shape), self.threshold), reset_mechanism="zero", reset_delay=False, init_hidden=init_hidden)
 
     @torch.no_grad()
     def init_weights(self) -> None:
@@ -147,6 +151,16 @@ class SpikingNetwork(nn.Module):
             for op in ops:
                 if isinstance(op, (nn.Linear, nn.Conv2d)):
                     nn.init.kaiming_uniform_(op.weight, nonlinearity="relu")
+
+    def clear_membranes(self, device: torch.device) -> None:
+        """Empty each LIF layer's ``mem`` buffer (snnTorch's, not in checkpoints), as its constructor leaves it."""
+        for neuron in self.lif:
+            neuron.mem = torch.zeros(0, device=device)
+
+    def rebuild_buffers(self) -> None:
+        """Remake the LIF layers' ``mem`` buffers on the CPU after a meta-device build
+        (:func:`zoo.weights.checkpoint.build_loaded`)."""
+        self.clear_membranes(torch.device("cpu"))
 
     def stages(self) -> list[list[nn.Module]]:
         """For each LIF layer, the operations that turn the layer below (the normalised image for the first)
@@ -170,8 +184,7 @@ class SpikingNetwork(nn.Module):
                 if count:
                     spikes[index] += h.detach().flatten(1).sum(1)
             total = h if total is None else total + h
-        for neuron in self.lif:  # snnTorch keeps every neuron in a global list: drop the batch's state
-            neuron.mem = torch.zeros(0, device=first.device)
+        self.clear_membranes(first.device)  # snnTorch keeps every neuron in a global list: drop the batch's state
         assert total is not None
         return self.head(total / self.time_steps), spikes
 

@@ -5,7 +5,7 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import torch
 from safetensors import safe_open
@@ -54,9 +54,8 @@ def read_metadata(path: Path) -> dict[str, Any]:
     return json.loads(raw) if raw else {}
 
 
-def load_into(model: nn.Module, path: Path) -> nn.Module:
-    """Load a checkpoint's tensors into ``model`` (strict: every key and shape must match)."""
-    state = load_file(str(path), device="cpu")
+def _check_fits(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:
+    """Raise naming every missing, unexpected and wrongly shaped tensor unless ``state`` fits ``model`` exactly."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -66,5 +65,39 @@ def load_into(model: nn.Module, path: Path) -> nn.Module:
                    "wrong shapes " + ", ".join(f"{k}: file {list(state[k].shape)} vs model "
                                                f"{list(expected[k].shape)}" for k in wrong) if wrong else ""]
         raise ValueError(f"checkpoint {path} does not fit the model: " + "; ".join(d for d in details if d))
+
+
+def load_into(model: nn.Module, path: Path) -> nn.Module:
+    """Load a checkpoint's tensors into ``model`` (strict: every key and shape must match)."""
+    state = load_file(str(path), device="cpu")
+    _check_fits(model, state, path)
     model.load_state_dict(state, strict=True)
+    return model
+
+
+@runtime_checkable
+class RebuildsBuffers(Protocol):
+    """A module whose non-persistent buffers (constants such as input statistics, or per-batch state) are not in
+    its checkpoint: :func:`build_loaded` calls ``rebuild_buffers()`` to make them again on the CPU."""
+
+    def rebuild_buffers(self) -> None: ...
+
+
+def build_loaded(build: Callable[[], nn.Module], path: Path) -> nn.Module:
+    """The module ``build()`` makes, holding the checkpoint's tensors at ``path`` (strict, as :func:`load_into`),
+    built without the random initialisation that loading would overwrite: ``build`` runs on the meta device (no
+    memory, no random numbers drawn), the file's tensors become the parameters and buffers, and every
+    :class:`RebuildsBuffers` module rebuilds the buffers the file does not hold."""
+    state = load_file(str(path), device="cpu")
+    with torch.device("meta"):
+        model = build()
+    _check_fits(model, state, path)
+    model.load_state_dict(state, strict=True, assign=True)
+    for module in model.modules():
+        if isinstance(module, RebuildsBuffers):
+            module.rebuild_buffers()
+    unmade = [name for name, tensor in [*model.named_parameters(), *model.named_buffers()] if tensor.is_meta]
+    if unmade:
+        raise RuntimeError(f"{type(model).__name__} left tensors {unmade} unmade after loading {path}: a module "
+                           "with non-persistent buffers must implement rebuild_buffers()")
     return model
