@@ -11,12 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import root_with
+from torch import nn
 from training_runs import REPO, checkpoint_of, kill_after_first_epoch, run_entry, sha256, train_cli
 
 import zoo
 from training.publish import PublishError, publish_run
 from training.train import IN_PROGRESS_DIR, departures, hold_out, main, parse_args, run_folder
 from zoo.data import load_split
+from zoo.engine.distributed import Collective, ShardedDropout, dropout_sharded_over
 from zoo.engine.fit import FitConfig, augment, random_shift
 from zoo.engine.local_phase import HebbianPhaseTrainer
 from zoo.evaluation.curves import save_curves
@@ -166,11 +168,13 @@ def test_a_run_resumes_on_a_fresh_clone_of_its_committed_state(entrypoint, datas
 
 
 @pytest.mark.parametrize("entrypoint, extra", [
-    ("bp_mlp", ["--set", "arch.dropout=0"]),  # dropout masks depend on the shard; the rest must agree
-    ("fa_mlp", []), ("dfa_mlp", []), ("dtp_mlp", []), ("krotov_mlp", []),
+    ("bp_mlp", []),  # the recipe's dropout 0.3
+    ("fa_mlp", ["--set", "arch.dropout=0.2"]), ("dfa_mlp", []), ("dtp_mlp", []), ("krotov_mlp", []),
+    ("bp_lenet", ["--set", "arch.dropout=0.2", "--limit", "600"]),
 ])
 def test_two_processes_train_like_one(entrypoint, extra, tmp_path, data_root) -> None:
-    """torchrun with 2 gloo processes and 1 process on the same global batches give the same weights."""
+    """torchrun with 2 gloo processes and 1 process on the same global batches give the same weights, dropout
+    included (its masks are drawn for the global batch)."""
     args = [entrypoint, "--dataset", "mnist", "--epochs", "1", "--limit", "2000", "--test-limit", "200",
             "--data-root", str(data_root), "--no-progress", "--device", "cpu", *extra]
     single = train_cli(*args, "--out", str(tmp_path / "one"))
@@ -188,6 +192,23 @@ def test_two_processes_train_like_one(entrypoint, extra, tmp_path, data_root) ->
     for name in one:
         scale = one[name].norm().clamp_min(1e-12)
         assert float((one[name] - two[name]).norm() / scale) < 1e-4, name
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_dropout_draws_one_process_masks_in_each_shard_and_nn_dropouts_alone(p: float) -> None:
+    x = torch.randn(8, 6, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(3)
+    expected = nn.Dropout(p)(x)
+    torch.manual_seed(3)
+    assert torch.equal(ShardedDropout(p)(x), expected)  # one process: the bytes nn.Dropout gives
+    shards = []
+    for rank in range(2):
+        torch.manual_seed(3)
+        layer = ShardedDropout(p)
+        with dropout_sharded_over(nn.Sequential(layer), Collective(rank=rank, world=2)):
+            shards.append(layer(x[rank * 4:(rank + 1) * 4]))
+        assert layer.collective.world == 1  # only for the length of the run
+    assert torch.equal(torch.cat(shards), expected)
 
 
 @pytest.mark.parametrize("argv, message", [

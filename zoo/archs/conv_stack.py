@@ -8,6 +8,7 @@ from torch import Tensor, nn
 
 from zoo.archs.base import PLAIN_LAYERS, LayerKit
 from zoo.archs.image_input import ImageInput
+from zoo.engine.distributed import ShardedDropout
 
 POOL = 2
 
@@ -56,7 +57,7 @@ class ConvStack(nn.Module):
         self.head = layers.linear(self.fc_width, num_classes)
         self.act = nn.ReLU()
         self.pool = nn.MaxPool2d(POOL)
-        self.drop = nn.Dropout(dropout)
+        self.drop = ShardedDropout(dropout)
 
     @classmethod
     def shapes(cls, in_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:

@@ -7,6 +7,7 @@ from torch import Tensor, nn
 
 from zoo.archs.base import PLAIN_LAYERS, Architecture, LayerKit
 from zoo.archs.image_input import ImageInput
+from zoo.engine.distributed import ShardedDropout
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh}
 
@@ -29,7 +30,7 @@ class MLP(nn.Module):
         self.hidden = nn.ModuleList(layers.linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
         self.head = layers.linear(widths[-1], num_classes)
         self.act = ACTIVATIONS[activation]()
-        self.drop = nn.Dropout(dropout)
+        self.drop = ShardedDropout(dropout)
 
     def features(self, x: Tensor) -> Tensor:
         """Activations of the last hidden layer, ``[N, hidden[-1]]``."""

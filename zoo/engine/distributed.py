@@ -8,18 +8,19 @@ each update, combines what its shard computed with the other processes':
 * local (Hebbian) rules sum or average the update they computed before applying it.
 
 ``Collective()`` (one process) makes every operation a no-op, so the rules call the same methods whether or
-not they run data-parallel. Randomness drawn per sample (e.g. target propagation's corruption noise) is drawn
-for the whole global batch with the generator every process shares and sliced with :meth:`Collective.local`,
-so one process and ``N`` processes draw the same numbers.
+not they run data-parallel. Randomness drawn per sample (e.g. target propagation's corruption noise, and every
+dropout mask: :class:`ShardedDropout`) is drawn for the whole global batch with the generator every process shares
+and sliced with :meth:`Collective.local`, so one process and ``N`` processes draw the same numbers.
 """
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 @dataclass(frozen=True)
@@ -74,6 +75,41 @@ class Collective:
 
 
 SINGLE = Collective()
+
+
+class ShardedDropout(nn.Dropout):
+    """``nn.Dropout`` whose masks are drawn for the whole global batch of a data-parallel run and sliced to this
+    process's rows, so ``N`` processes train to the weights one process gets. In one process it draws exactly what
+    ``nn.Dropout`` draws on the CPU (the same ``bernoulli_`` on a tensor of the input's shape), so single-process
+    results are unchanged. :func:`zoo.engine.fit.fit` sets :attr:`collective` for the length of a run."""
+
+    collective: Collective = SINGLE
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x`` with each element zeroed with probability ``p`` and the rest scaled by ``1 / (1 - p)``
+        (training mode); ``x`` itself in eval mode or with ``p == 0``."""
+        if not self.training or self.p == 0.0 or x.numel() == 0:
+            return x
+        if not self.collective.distributed:
+            noise = torch.empty_like(x)
+        else:
+            noise = x.new_empty((x.shape[0] * self.collective.world, *x.shape[1:]))
+        noise = self.collective.local(noise.bernoulli_(1.0 - self.p))
+        return x * noise.div_(1.0 - self.p) if self.p < 1.0 else x * noise
+
+
+@contextmanager
+def dropout_sharded_over(model: nn.Module, collective: Collective) -> Iterator[None]:
+    """While the block runs, every :class:`ShardedDropout` of ``model`` draws its masks for ``collective``'s global
+    batches; afterwards they draw for the batch they get again."""
+    layers = [m for m in model.modules() if isinstance(m, ShardedDropout)]
+    for layer in layers:
+        layer.collective = collective
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.collective = SINGLE
 
 
 def from_environment(device: torch.device) -> Collective:

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from zoo.engine.devices import model_device
-from zoo.engine.distributed import SINGLE, Collective
+from zoo.engine.distributed import SINGLE, Collective, dropout_sharded_over
 from zoo.engine.fit_inputs import FitInputs, check_fit_inputs
 from zoo.engine.train_state import load_train_state, save_train_state, saved_epochs
 from zoo.registry import CFG_ATTRIBUTE, family_of
@@ -136,7 +136,8 @@ def fit(model: nn.Module, images: Tensor | np.ndarray, labels: Tensor | np.ndarr
     add ``test_top1``). ``progress``: a tqdm bar per epoch, by default only when stderr is a terminal.
     With ``state_dir``, the whole training state is saved there after every epoch (:mod:`zoo.engine.train_state`);
     ``resume=True`` continues from it, giving the same result as a run that was never interrupted.
-    ``collective`` (:mod:`zoo.engine.distributed`): each process trains on its shard of every global batch.
+    ``collective`` (:mod:`zoo.engine.distributed`): each process trains on its shard of every global batch, with the
+    dropout masks of the whole global batch.
     """
     family_of(model)  # a clear error for a model that is not a zoo model
     images, labels, scale = check_fit_inputs(model, images, labels)
@@ -148,8 +149,10 @@ def fit(model: nn.Module, images: Tensor | np.ndarray, labels: Tensor | np.ndarr
     layout = training_layout(model, config.memory_format)
     model.to(memory_format=layout)  # type: ignore[call-overload]
     try:
-        return _train(model, FitInputs(images, labels, scale), config, layout, on_epoch_end=on_epoch_end,
-                      progress=progress, state_dir=state_dir, resume=resume, collective=collective, announce=announce)
+        with dropout_sharded_over(model, collective):
+            return _train(model, FitInputs(images, labels, scale), config, layout, on_epoch_end=on_epoch_end,
+                          progress=progress, state_dir=state_dir, resume=resume, collective=collective,
+                          announce=announce)
     finally:
         model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
 

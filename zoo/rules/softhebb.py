@@ -58,7 +58,7 @@ from torch.nn import functional as F
 from torch.nn.grad import conv2d_weight
 
 from zoo.archs.image_input import ImageInput
-from zoo.engine.distributed import SINGLE, Collective
+from zoo.engine.distributed import SINGLE, Collective, ShardedDropout
 from zoo.engine.trainer import GradientTrainer, Trainer
 from zoo.rules.base import Rule, Variant
 
@@ -197,7 +197,7 @@ class SoftHebbNet(nn.Module):
         self.blocks = nn.ModuleList(
             SoftHebbBlock(a, b, int(k), float(p), pool, float(init_radius))
             for a, b, k, p, pool in zip(widths[:-1], widths[1:], kernels, powers, pools))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = ShardedDropout(dropout)
         self.readout = nn.Linear(self.feature_size(), num_classes)
 
     def feature_size(self) -> int:
