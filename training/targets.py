@@ -71,6 +71,14 @@ TARGETS: dict[str, Target] = {
     "dfc_mlp.mnist": Target(97.5, "DFC ≈ 98 (Meulemans et al. 2021)"),
     "dfc_mlp.fashion_mnist": Target(87),
     "dfc_mlp.cifar10": Target(48),
+    # Kolen-Pollack (issue 31): Akrout et al. 2019 report it "nearly matches backprop" (ImageNet ResNets)
+    "kp_mlp.mnist": Target(98.5),
+    "kp_mlp.fashion_mnist": Target(88.5),
+    "kp_mlp.cifar10": Target(55),
+    "kp_lenet.mnist": Target(99.2, "Akrout et al. 2019: Kolen-Pollack nearly matches backprop (bp_lenet.mnist)"),
+    "kp_lenet.fashion_mnist": Target(89.5),
+    "kp_lenet.cifar10": Target(78, "Akrout et al. 2019: Kolen-Pollack nearly matches backprop (bp_lenet.cifar10)"),
+    "kp_cnn.cifar10": Target(82, "Akrout et al. 2019: Kolen-Pollack nearly matches backprop (bp_cnn.cifar10)"),
     # SoftHebb, Forward-Forward, PEPITA (issue 13)
     "softhebb_cnn.mnist": Target(99.0, "Journé et al. 2023: 99.4"),
     "softhebb_cnn.fashion_mnist": Target(90),

@@ -43,6 +43,7 @@ from zoo.engine.distributed import from_environment
 from zoo.engine.fit import EpochRecord, FitConfig, fit
 from zoo.engine.train_state import atomic_write, clear_train_state, saved_epochs
 from zoo.errors import ZooError
+from zoo.evaluation.alignment import feedback_angles
 from zoo.evaluation.evaluate import full_metrics, top1
 from zoo.registry import Family, get_family
 from zoo.weights.checkpoint import load_into, save_checkpoint
@@ -318,6 +319,8 @@ def train_into(args: argparse.Namespace, family: Family, config: dict[str, Any],
     if family.alignment is not None:
         batch = test_x[:ALIGNMENT_BATCH].to(torch.float32).div_(255.0).to(device)
         metrics["alignment_deg"] = family.alignment(model, batch, test_y[:ALIGNMENT_BATCH].to(device))
+    if angles := feedback_angles(model):  # feedback alignment's fixed B, Kolen-Pollack's learned B, against W
+        metrics["feedback_angle_deg"] = angles
     wall = sum(record["wall_s"] for record in history)
     recipe.update({"wall_time_s": round(wall, 1), "hardware": hardware(device), "cpu": started["cpu"],
                    "torch_version": torch.__version__,

@@ -28,12 +28,14 @@ def _cmd_info(args: argparse.Namespace) -> int:
 
     entry = get_entry(args.id)
     meta = entry.to_dict()
-    alignment = entry.metrics.get("alignment_deg")
+    from zoo.evaluation.alignment import ANGLE_METRICS
+
     print(json.dumps(meta, indent=2))
-    if alignment:
-        print("\nalignment with the backprop gradient (degrees, per layer):")
-        for layer, angle in alignment.items():
-            print(f"  {layer:20s} {angle:6.1f}")
+    for key, title in ANGLE_METRICS.items():
+        if angles := entry.metrics.get(key):
+            print(f"\n{title}:")
+            for layer, angle in angles.items():
+                print(f"  {layer:20s} {angle:6.1f}")
     return 0
 
 

@@ -21,12 +21,35 @@ from torch import Tensor, nn
 
 from zoo.rules.base import true_gradients
 
+ANGLE_METRICS = {
+    "alignment_deg": "alignment with backprop (degrees between the rule's update and the true gradient, per layer)",
+    "feedback_angle_deg": "feedback and forward weights (degrees between each layer's feedback matrix B and its W, "
+                          "per layer; 0 is backprop's W^T transport)",
+}
+"""The per-layer angle tables a manifest entry's metrics may hold, with what each measures."""
+
 RuleUpdate = Callable[[nn.Module, Tensor, Tensor], dict[str, Tensor]]
 
 
 def layer_weights(model: nn.Module) -> dict[str, nn.Parameter]:
-    """The trainable weight tensors compared, by parameter name: every parameter with 2 or more dimensions."""
-    return {name: p for name, p in model.named_parameters() if p.requires_grad and p.dim() >= 2}
+    """The trainable weight tensors compared, by parameter name: every parameter with 2 or more dimensions except
+    the feedback parameters of rule layers (:attr:`~zoo.rules.base.RuleLayer.feedback_names`)."""
+    feedback = {f"{prefix}.{name}" if prefix else name for prefix, module in model.named_modules()
+                for name in getattr(module, "feedback_names", ())}
+    return {name: p for name, p in model.named_parameters() if p.requires_grad and p.dim() >= 2
+            and name not in feedback}
+
+
+def feedback_angles(model: nn.Module) -> dict[str, float]:
+    """Per layer with a feedback matrix ``B`` of its weight's shape (feedback alignment's fixed ``B``,
+    Kolen-Pollack's learned one), the angle in degrees between ``B`` and ``W``: 0 when the backward pass sends the
+    error through ``W^T`` itself, as backprop does. Keyed by the weight's name; empty for other models."""
+    angles = {}
+    for prefix, module in model.named_modules():
+        weight, feedback = getattr(module, "weight", None), getattr(module, "feedback", None)
+        if isinstance(weight, Tensor) and isinstance(feedback, Tensor) and feedback.shape == weight.shape:
+            angles[f"{prefix}.weight" if prefix else "weight"] = round(angle_degrees(feedback, weight), 4)
+    return angles
 
 
 def cross_entropy_gradients(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, Tensor]:

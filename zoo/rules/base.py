@@ -43,6 +43,10 @@ class RuleLayer(nn.Module):
     :meth:`rule_active`. Otherwise (``model.eval()`` for inference, input gradients, attacks, or inside
     :func:`true_gradients`) it is a plain layer with autograd's exact gradients."""
 
+    feedback_names: tuple[str, ...] = ()
+    """Parameters that carry only the backward pathway (Kolen-Pollack's learned ``B``): they take no part in the
+    forward function, so the update-alignment angles leave them out."""
+
     def rule_active(self) -> bool:
         """In training mode, with autograd recording, and outside :func:`true_gradients`."""
         return self.training and torch.is_grad_enabled() and not _TRUE_GRADIENTS.get()

@@ -70,11 +70,11 @@ def _curve_section(entry: Entry) -> str:
 
 
 def _alignment_section(entry: Entry) -> str:
-    angles = entry.metrics.get("alignment_deg")
-    if not angles:
-        return ""
-    return ("\n## Alignment with backprop (degrees between the rule's update and the true gradient, per layer)\n"
-            + "| layer | angle |\n|---|---|\n" + "".join(f"| `{k}` | {v:.1f} |\n" for k, v in angles.items()))
+    from zoo.evaluation.alignment import ANGLE_METRICS
+
+    return "".join(f"\n## {title[0].upper()}{title[1:]}\n| layer | angle |\n|---|---|\n"
+                   + "".join(f"| `{k}` | {v:.1f} |\n" for k, v in entry.metrics[key].items())
+                   for key, title in ANGLE_METRICS.items() if entry.metrics.get(key))
 
 
 def render_model_card(entry: Entry, pictures: dict[str, str] | None = None) -> str:
