@@ -5,11 +5,11 @@ else) in one step, and has a recipe and a manifest entry for each dataset."""
 from __future__ import annotations
 
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
+from plugin_sources import TINYNET_ARCH, scaled_rule
 from torch import nn
 
 import zoo.archs
@@ -145,30 +145,11 @@ def test_a_typo_in_a_rule_option_is_refused() -> None:
 def test_a_new_architecture_module_gives_every_layer_rule_a_family(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """Adding an architecture is one module: every rule with a layer kit (and no list of its own) trains it."""
-    (tmp_path / "tinynet.py").write_text(textwrap.dedent('''
-        from torch import nn
-        from zoo.archs.base import PLAIN_LAYERS, Architecture
-        from zoo.archs.image_input import ImageInput
-
-        class TinyNet(nn.Module):
-            def __init__(self, in_shape, num_classes, mean, std, width=4, *, layers=PLAIN_LAYERS):
-                super().__init__()
-                self.input = ImageInput(in_shape, mean, std)
-                self.conv = layers.conv(in_shape[0], width, 3, in_shape=tuple(in_shape))
-                self.head = layers.linear(width * (in_shape[1] - 2) * (in_shape[2] - 2), num_classes)
-
-            def forward(self, x):
-                return self.head(self.conv(self.input(x)).relu().flatten(1))
-
-        ARCHITECTURE = Architecture(name="tinynet", summary="A tiny conv net", network=TinyNet,
-                                    options={"width": 4}, datasets=("mnist",))
-    '''))
+    (tmp_path / "tinynet.py").write_text(TINYNET_ARCH)
     monkeypatch.setattr(zoo.archs, "__path__", [*zoo.archs.__path__, str(tmp_path)])
-    for cached in (architectures, rules):
-        cached.cache_clear()
     from zoo import registry
 
-    registry._all_families.cache_clear()
+    registry.rediscover()
     try:
         new = {n for n in families() if n.endswith("_tinynet")}
         layer_rules = {r.name for r in rules().values() if r.layers is not None and r.architectures is None}
@@ -182,8 +163,7 @@ def test_a_new_architecture_module_gives_every_layer_rule_a_family(tmp_path: Pat
     finally:
         monkeypatch.undo()
         sys.modules.pop("zoo.archs.tinynet", None)
-        for cached in (architectures, rules, registry._all_families):
-            cached.cache_clear()
+        registry.rediscover()
 
 
 def test_a_new_rule_module_gets_a_family_for_every_architecture(tmp_path: Path,
@@ -192,25 +172,9 @@ def test_a_new_rule_module_gets_a_family_for_every_architecture(tmp_path: Path,
     import zoo.rules
     from zoo import registry
 
-    (tmp_path / "scaled.py").write_text(textwrap.dedent('''
-        from torch import nn
-        from zoo.archs.base import LayerKit, plain_conv
-        from zoo.engine.trainer import GradientTrainer
-        from zoo.rules.base import Rule
-
-        def layers(num_classes, scale):
-            def linear(a, b):
-                layer = nn.Linear(a, b)
-                layer.weight.data.mul_(scale)
-                return layer
-            return LayerKit(linear=linear, conv=plain_conv)
-
-        RULES = (Rule(name="scaled", learning_rule="scaled_backprop", description="trained with scaled init.",
-                      trainer=GradientTrainer, layers=layers, options={"scale": 0.5}),)
-    '''))
+    (tmp_path / "scaled.py").write_text(scaled_rule())
     monkeypatch.setattr(zoo.rules, "__path__", [*zoo.rules.__path__, str(tmp_path)])
-    for cached in (architectures, rules, registry._all_families):
-        cached.cache_clear()
+    registry.rediscover()
     try:
         new = {n: f for n, f in families().items() if f.rule == "scaled"}
         assert set(new) == {f"scaled_{a}" for a in architectures()}
@@ -222,8 +186,7 @@ def test_a_new_rule_module_gets_a_family_for_every_architecture(tmp_path: Path,
     finally:
         monkeypatch.undo()
         sys.modules.pop("zoo.rules.scaled", None)
-        for cached in (architectures, rules, registry._all_families):
-            cached.cache_clear()
+        registry.rediscover()
 
 
 def plain_twin(module: nn.Module) -> nn.Module:

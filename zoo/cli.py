@@ -14,12 +14,20 @@ from zoo.errors import ZooError
 
 def _cmd_list(args: argparse.Namespace) -> int:
     from zoo.api import manifest
+    from zoo.registry import families
 
     print(f"{'id':28s} {'rule':32s} {'status':10s} {'top-1':>7s}")
-    for entry in manifest().entries.values():
+    entries = manifest().entries.values()
+    for entry in entries:
         if entry.published or args.all:
             top1 = f"{entry.metrics['top1']:.2f}" if entry.published else "-"
             print(f"{entry.id:28s} {entry.learning_rule:32s} {entry.status:10s} {top1:>7s}")
+    if args.all:  # families without a checkpoint in the manifest: those of installed plugins
+        with_entries = {entry.entrypoint for entry in entries}
+        for name, family in families().items():
+            if name not in with_entries:
+                origin = f"  {family.plugin}" if family.plugin else ""
+                print(f"{name:28s} {family.learning_rule:32s} {'no weights':10s} {'-':>7s}{origin}")
     return 0
 
 
@@ -195,7 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("list", help="list checkpoints")
-    p.add_argument("--all", action="store_true", help="include pending checkpoints")
+    p.add_argument("--all", action="store_true", help="include pending checkpoints and the families with no "
+                                                      "checkpoint (those of installed plugins, with their plugin)")
     p.set_defaults(run=_cmd_list)
     p = sub.add_parser("info", help="show a checkpoint's manifest entry")
     p.add_argument("id")

@@ -3,12 +3,13 @@
 hubconf, the CLI, tests and benchmarks iterate it."""
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import functools
 import importlib
 import pkgutil
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping, TypeVar
 
 from torch import nn
 
@@ -17,6 +18,7 @@ from zoo.archs.options import check_arch, check_in_shape, check_num_classes
 from zoo.data.catalog import DATASETS
 from zoo.engine.trainer import Trainer
 from zoo.errors import UnknownModelError
+from zoo.plugins import Plugin, plugin_architectures, plugin_rules, skip
 from zoo.rules.base import Alignment, Rule
 
 CFG_ATTRIBUTE = "zoo_cfg"
@@ -46,6 +48,8 @@ class Family:
     has weight updates to compare) measures, per layer, the angle in degrees between the rule's update and the true
     backprop gradient on a batch. ``datasets`` are those the family has recipes and manifest entries for.
     ``architecture`` is the registered architecture the network is (``None`` for a network of the rule's own).
+    ``plugin`` names the installed plugin its rule or architecture comes from (:mod:`zoo.plugins`); ``None`` for the
+    zoo's own.
     """
 
     name: str
@@ -59,6 +63,7 @@ class Family:
     datasets: tuple[str, ...] = ("mnist", "fashion_mnist", "cifar10")
     paper: str = ""
     alignment: Alignment | None = None
+    plugin: str | None = None
 
     def arch_for(self, dataset: str | None = None, *, in_shape: tuple[int, int, int] | None = None,
                  num_classes: int | None = None, **overrides: Any) -> dict[str, Any]:
@@ -157,34 +162,84 @@ def _modules(package: str) -> list[Any]:
             for info in sorted(pkgutil.iter_modules(root.__path__), key=lambda i: i.name) if info.name != "base"]
 
 
+T = TypeVar("T", Architecture, Rule)
+
+
+def _with_plugins(built_in: dict[str, T], plugins: Iterable[tuple[Plugin, T]],
+                  kind: str) -> tuple[dict[str, T], dict[str, Plugin]]:
+    """``built_in`` with the plugins' ``kind`` (rule or architecture) added by name, sorted, and the plugin of each
+    added one; a plugin whose name is taken is skipped with one line."""
+    found = dict(built_in)
+    origins: dict[str, Plugin] = {}
+    for plugin, item in plugins:
+        if item.name in found:
+            skip(plugin, f"{kind} {item.name!r} is taken by {origins.get(item.name, 'the zoo')}")
+            continue
+        found[item.name] = item
+        origins[item.name] = plugin
+    return dict(sorted(found.items())), origins
+
+
 @functools.cache
+def _architectures() -> tuple[dict[str, Architecture], dict[str, Plugin]]:
+    """Every architecture by name (the ``ARCHITECTURE`` of each module under ``zoo/archs/``, then the plugins'),
+    and the plugin of each plugin architecture."""
+    found = {m.ARCHITECTURE.name: m.ARCHITECTURE for m in _modules("zoo.archs") if hasattr(m, "ARCHITECTURE")}
+    return _with_plugins(found, plugin_architectures(), "architecture")
+
+
 def architectures() -> dict[str, Architecture]:
-    """Every architecture, by name: the ``ARCHITECTURE`` of each module under ``zoo/archs/``."""
-    found = [m.ARCHITECTURE for m in _modules("zoo.archs") if hasattr(m, "ARCHITECTURE")]
-    return {a.name: a for a in sorted(found, key=lambda a: a.name)}
+    """Every architecture, by name: the ``ARCHITECTURE`` of each module under ``zoo/archs/`` and of each plugin."""
+    return dict(_architectures()[0])
 
 
 @functools.cache
-def rules() -> dict[str, Rule]:
-    """Every learning rule, by name: the ``RULES`` of each module under ``zoo/rules/``."""
+def _rules() -> tuple[dict[str, Rule], dict[str, Plugin]]:
+    """Every rule by name (the ``RULES`` of each module under ``zoo/rules/``, then the plugins'), and the plugin of
+    each plugin rule."""
     found: dict[str, Rule] = {}
     for module in _modules("zoo.rules"):
         for rule in getattr(module, "RULES", ()):
             if rule.name in found:
                 raise ValueError(f"rule {rule.name!r} is declared twice")
             found[rule.name] = rule
-    return dict(sorted(found.items()))
+    return _with_plugins(found, plugin_rules(), "rule")
+
+
+def rules() -> dict[str, Rule]:
+    """Every learning rule, by name: the ``RULES`` of each module under ``zoo/rules/`` and of each plugin."""
+    return dict(_rules()[0])
 
 
 @functools.cache
 def _all_families() -> dict[str, Family]:
     found: dict[str, Family] = {}
-    for rule in rules().values():
-        for family in rule_families(rule, architectures()):
+    known_rules, rule_origins = _rules()
+    arch_origins = _architectures()[1]
+    for rule in known_rules.values():
+        try:
+            generated = rule_families(rule, architectures())
+        except ValueError as exc:
+            if rule.name not in rule_origins:
+                raise
+            skip(rule_origins[rule.name], str(exc))
+            continue
+        for family in generated:
+            origin = rule_origins.get(rule.name) or arch_origins.get(family.architecture or "")
             if family.name in found:
-                raise ValueError(f"model family {family.name!r} is generated twice")
-            found[family.name] = family
+                if origin is None:
+                    raise ValueError(f"model family {family.name!r} is generated twice")
+                skip(origin, f"family {family.name!r} already exists")
+                continue
+            found[family.name] = dataclasses.replace(family, plugin=str(origin)) if origin else family
     return dict(sorted(found.items()))
+
+
+def rediscover() -> None:
+    """Forget the architectures, rules, plugins and families found so far: the next lookup searches the modules and
+    entry points again (after a plugin was installed, or a module added, in a running process)."""
+    for cached in (_architectures, _rules, _all_families, plugin_rules, plugin_architectures):
+        cached.cache_clear()
 
 
 def families() -> dict[str, Family]:

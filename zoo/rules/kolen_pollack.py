@@ -16,8 +16,8 @@ in the checkpoint); the recipes train with SGD, momentum and weight decay as the
 alignment.feedback_angles` reports the angle between each ``B`` and ``W``.
 
 The rule is active in training mode only (:class:`~zoo.rules.base.RuleLayer`): in eval mode the layers are plain
-layers and ``B`` takes no part. This module is also the example plugin ``examples/kolen_pollack`` (a link to this
-file): it uses only the zoo's public rule API, the same as a rule written outside the repository.
+layers and ``B`` takes no part. The module uses only the zoo's public rule API, as a rule written outside the
+repository does: ``examples/kolen_pollack`` packages this same file (a link to it) as an installable plugin.
 """
 from __future__ import annotations
 

@@ -1,0 +1,1 @@
+../../zoo/rules/kolen_pollack.py
