@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import os
@@ -24,17 +25,17 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 from filelock import FileLock
 
+from zoo.errors import RunFolderError
+from zoo.files import atomic_write
 from zoo.weights.integrity import sha256_file
 from zoo.weights.manifest import Entry, Manifest, read_manifest, write_manifest
 from zoo.weights.paths import manifest_path
-
-ENTRY_JSON = "entry.json"
+from zoo.weights.run_folder import read_run_folder
 
 
 class PublishError(ValueError):
@@ -43,18 +44,12 @@ class PublishError(ValueError):
 
 def read_run_entry(run_dir: Path) -> tuple[Entry, Path]:
     """The validated entry of a finished run and the path of its checkpoint (checked against the entry)."""
-    entry_file = Path(run_dir) / ENTRY_JSON
-    if not entry_file.is_file():
-        raise PublishError(f"{run_dir} holds no {ENTRY_JSON}: it is not a finished training run")
-    entry = Entry.from_dict(json.loads(entry_file.read_text()))
-    checkpoint = Path(run_dir) / entry.filename
-    if not checkpoint.is_file():
-        raise PublishError(f"{run_dir}: the checkpoint {entry.filename} named by {ENTRY_JSON} is missing")
-    actual = sha256_file(checkpoint)
-    if actual != entry.sha256 or checkpoint.stat().st_size != entry.size_bytes:
-        raise PublishError(f"{checkpoint}: SHA-256 {actual} / {checkpoint.stat().st_size} bytes do not match "
-                           f"{ENTRY_JSON} ({entry.sha256} / {entry.size_bytes} bytes)")
-    return entry, checkpoint
+    try:
+        entry = read_run_folder(run_dir)
+    except RunFolderError as exc:
+        raise PublishError(str(exc)) from None
+    assert entry.location is not None
+    return dataclasses.replace(entry, location=None), entry.location
 
 
 def check_run(run_dir: Path, entry: Entry, checkpoint: Path, data_root: Path | None = None) -> None:
@@ -116,17 +111,12 @@ def install_run(entry: Entry, checkpoint: Path, manifest_file: Path) -> Entry:
     ``entry`` there."""
     target = Path(manifest_file).parent / str(entry.file)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".tmp")
-    os.close(fd)
-    try:
+    def copy_verified(tmp: str) -> None:
         shutil.copyfile(checkpoint, tmp)
         if sha256_file(Path(tmp)) != entry.sha256:
             raise PublishError(f"copy of {checkpoint} to {target.parent} does not match its SHA-256")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(target, copy_verified)
     update_manifest(Path(manifest_file), entry)
     return entry
 

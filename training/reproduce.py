@@ -28,10 +28,10 @@ import torch
 from safetensors.torch import load_file
 
 from training.provenance import REPO_ROOT, cpu_record
-from training.publish import ENTRY_JSON
 from zoo.weights.integrity import sha256_file
 from zoo.weights.manifest import Entry, Manifest, read_manifest
 from zoo.weights.paths import MANIFEST_NAME, manifest_path
+from zoo.weights.run_folder import ENTRY_JSON
 
 IDENTICAL, DIFFERENT, FAILED = 0, 1, 2
 RUN = "run"

@@ -2,6 +2,7 @@
 
     python -m training.robustness                      # every published checkpoint that lacks it
     python -m training.robustness fa_mlp.mnist --force # these ids, measured again
+    python -m training.robustness runs/my_rule         # a training run's folder: written into its entry.json
 
 FGSM and PGD at the dataset's ε grid, white-box, through the rule's own gradient (where the model has rule layers)
 and transferred from the backprop model of the same architecture (:mod:`zoo.evaluation.attacks`), on the first
@@ -11,34 +12,50 @@ manifest's lock), so an interrupted run keeps what it finished. Needs the ``anal
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from training.publish import update_manifest
+from zoo.api import get_entry
 from zoo.data import load_split
 from zoo.evaluation.attacks import ATTACK_IMAGES, measure_checkpoint
 from zoo.weights.manifest import Entry, read_manifest
 from zoo.weights.paths import manifest_path
+from zoo.weights.run_folder import is_run_folder, read_run_folder, write_run_entry
 
 
 def to_measure(manifest_file: Path, ids: Sequence[str], force: bool) -> list[str]:
-    """The ids to measure: ``ids`` (each must be published), else every published entry without the figures;
-    backprop models first, since they are the transfer sources of the others."""
+    """The ids to measure: ``ids`` (each published, or a training run's folder), else every published entry without
+    the figures; backprop models first, since they are the transfer sources of the others."""
     entries = read_manifest(manifest_file).entries
-    unknown = [i for i in ids if i not in entries or not entries[i].published]
+    unknown = [i for i in ids if not is_run_folder(i) and (i not in entries or not entries[i].published)]
     if unknown:
-        raise ValueError(f"not published checkpoints: {unknown}")
+        raise ValueError(f"not published checkpoints or run folders: {unknown}")
     chosen = list(ids) or [i for i, e in entries.items() if e.published]
     chosen = [i for i in chosen if force or ids or "robustness" not in entries[i].metrics]
     return sorted(chosen, key=lambda i: (not i.startswith("bp_"), i))
 
 
+def record(manifest_file: Path, model_id: str, block: dict[str, Any]) -> None:
+    """Add ``block`` as ``metrics.robustness`` to the entry of ``model_id``: in the manifest (re-read under its lock,
+    since others may have written meanwhile), or in the run folder's ``entry.json``."""
+    if is_run_folder(model_id):
+        current = read_run_folder(model_id)
+        write_run_entry(model_id, dataclasses.replace(current, metrics={**current.metrics, "robustness": block}))
+        return
+    current = read_manifest(manifest_file).entries[model_id]
+    update_manifest(manifest_file, Entry.from_dict({**current.to_dict(), "metrics": {**current.metrics,
+                                                                                       "robustness": block}}))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training.robustness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("ids", nargs="*", help="checkpoint ids (default: every published one lacking the figures)")
+    parser.add_argument("ids", nargs="*", help="checkpoint ids or training run folders (default: every published "
+                                               "checkpoint lacking the figures)")
     parser.add_argument("--force", action="store_true", help="measure again where figures exist")
     parser.add_argument("--images", type=int, default=ATTACK_IMAGES, help="first N test images (default 1000)")
     parser.add_argument("--data-root", type=Path)
@@ -46,12 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest_file = manifest_path()  # $ZOO_MANIFEST points elsewhere; the models load from the same manifest
     for model_id in to_measure(manifest_file, args.ids, args.force):
         start = time.perf_counter()
-        entry = read_manifest(manifest_file).entries[model_id]
+        entry = get_entry(model_id)
         images, labels = load_split(entry.dataset, "test", args.data_root)
         block = measure_checkpoint(model_id, images, labels, n_images=args.images)
-        current = read_manifest(manifest_file).entries[model_id]  # re-read: others may have written meanwhile
-        update_manifest(manifest_file, Entry.from_dict({**current.to_dict(),
-                                                        "metrics": {**current.metrics, "robustness": block}}))
+        record(manifest_file, model_id, block)
         pgd = block["top1_pgd"]
         print(f"{model_id}: PGD top-1 by attack model {pgd} ({time.perf_counter() - start:.0f} s)", flush=True)
     return 0

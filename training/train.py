@@ -35,21 +35,23 @@ import torch
 from filelock import FileLock, Timeout
 
 from training.provenance import REPO_ROOT, cpu_record, git_commit, hardware
-from training.publish import ENTRY_JSON, publish_run, update_manifest
+from training.publish import publish_run, update_manifest
 from training.recipes import apply_override, effective_config, load_recipe, override_keys
 from zoo.data import DATASETS, load_split
 from zoo.engine.devices import DEVICE_CHOICES, resolve_device
 from zoo.engine.distributed import from_environment
 from zoo.engine.fit import EpochRecord, FitConfig, fit
-from zoo.engine.train_state import atomic_write, clear_train_state, saved_epochs
+from zoo.engine.train_state import clear_train_state, saved_epochs
 from zoo.errors import ZooError
 from zoo.evaluation.alignment import feedback_angles
 from zoo.evaluation.evaluate import full_metrics, top1
+from zoo.files import atomic_write_text
 from zoo.registry import Family, get_family
 from zoo.weights.checkpoint import load_into, save_checkpoint
 from zoo.weights.integrity import sha256_file
 from zoo.weights.manifest import Entry, pending_entry, published_entry
 from zoo.weights.paths import manifest_path
+from zoo.weights.run_folder import ENTRY_JSON, write_run_entry
 
 ALIGNMENT_BATCH = 1000  # first test images: the fixed batch of metrics.alignment_deg
 # One thread unless asked: with torch's default two threads, 2 of 8 one-epoch bp_mlp runs of one command gave another
@@ -197,7 +199,7 @@ def write_run_output(out_dir: Path, family: Family, dataset: str, arch: dict[str
                             size_bytes=staged.stat().st_size, num_params=sum(p.numel() for p in model.parameters()),
                             metrics=metrics)
     os.replace(staged, out_dir / entry.filename)
-    atomic_write(out_dir / ENTRY_JSON, lambda tmp: Path(tmp).write_text(json.dumps(entry.to_dict(), indent=2) + "\n"))
+    write_run_entry(out_dir, entry)
     return entry
 
 
@@ -309,7 +311,7 @@ def train_into(args: argparse.Namespace, family: Family, config: dict[str, Any],
     if log:
         this_time = [{"git_commit": git_commit(), "cpu": cpu_record()}] if previous is not None and args.resume else []
         started["resumed_at"] = [*resumed_from, *this_time]
-        atomic_write(out_dir / RUN_JSON, lambda tmp: Path(tmp).write_text(json.dumps(started, indent=1) + "\n"))
+        atomic_write_text(out_dir / RUN_JSON, json.dumps(started, indent=1) + "\n")
     history = fit(model, train_x, train_y, fit_config, on_epoch_end=report,
                   progress=False if args.no_progress else None, state_dir=out_dir, resume=args.resume,
                   collective=collective)

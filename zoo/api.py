@@ -16,6 +16,7 @@ from zoo.registry import get_family, suggest
 from zoo.weights.checkpoint import build_loaded
 from zoo.weights.manifest import Entry, Manifest, cached_manifest
 from zoo.weights.paths import manifest_path
+from zoo.weights.run_folder import is_run_folder, read_run_folder
 
 
 def manifest() -> Manifest:
@@ -30,8 +31,12 @@ def list_models(pattern: str | None = None, *, include_pending: bool = False) ->
     return sorted(i for i in ids if pattern is None or fnmatch.fnmatch(i, pattern))
 
 
-def get_entry(model_id: str) -> Entry:
-    """The manifest entry of an id; an unknown id raises with the closest known ids."""
+def get_entry(model_id: str | Path) -> Entry:
+    """The manifest entry of an id, or the entry of a training run's folder (its ``entry.json``, with the checkpoint
+    beside it checked: :mod:`zoo.weights.run_folder`); an unknown id raises with the closest known ids."""
+    if is_run_folder(model_id):
+        return read_run_folder(model_id)
+    model_id = str(model_id)
     entries = manifest().entries
     if model_id not in entries:
         raise UnknownModelError(f"unknown model id {model_id!r} (ids are '<entrypoint>.<dataset>'). "
@@ -101,8 +106,9 @@ def build_from_entry(entry: Entry, path: Path) -> nn.Module:
                         path).eval()
 
 
-def load(model_id: str, *, source: str = "auto", device: str | torch.device = "cpu") -> nn.Module:
-    """A pretrained model in eval mode on ``device`` (``cpu`` by default; ``auto``, ``cuda``, ``cuda:N``, ``mps``).
+def load(model_id: str | Path, *, source: str = "auto", device: str | torch.device = "cpu") -> nn.Module:
+    """A pretrained model in eval mode on ``device`` (``cpu`` by default; ``auto``, ``cuda``, ``cuda:N``, ``mps``):
+    a manifest id, or a training run's folder (``python -m training.train ... --out DIR``).
 
     ``source``: ``"auto"`` (checkout, then torch hub cache, then URL, then Hugging Face Hub), ``"local"``,
     ``"cache"``, ``"url"`` or ``"hf"``. The file's SHA-256 is checked against the manifest every time. Checkpoints

@@ -20,6 +20,10 @@ class UnknownModelError(ZooError, KeyError):
         return str(self.args[0])
 
 
+class RunFolderError(ZooError, ValueError):
+    """A folder given as a model that is not a finished training run (its ``entry.json`` and checkpoint)."""
+
+
 class WeightsPendingError(ZooError, RuntimeError):
     """The checkpoint is listed in the manifest but has not been trained and published yet."""
 

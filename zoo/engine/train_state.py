@@ -11,16 +11,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from zoo.files import atomic_write
 from zoo.weights.integrity import sha256_file
 
 STATE_JSON = "state.json"
@@ -162,17 +161,3 @@ def clear_train_state(folder: Path) -> None:
     (Path(folder) / STATE_JSON).unlink(missing_ok=True)
     for old in Path(folder).glob("state-epoch*.safetensors"):
         old.unlink()
-
-
-def atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    """Create or replace ``path`` atomically: ``write(tmp)`` fills a temporary file beside it (mode 644), which is
-    renamed onto ``path``; on failure the temporary file is removed and ``path`` is untouched."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)

@@ -216,13 +216,13 @@ def robustness_metrics(model: nn.Module, images: Tensor, labels: Tensor, dataset
 
 
 def transfer_source_id(model_id: str) -> str | None:
-    """The checkpoint a transfer attack on ``model_id`` is crafted on: the backprop model of the same architecture
-    and dataset (``bp_mlp`` for networks of a rule's own, which take the same flattened images), if published and
-    not ``model_id`` itself."""
-    from zoo.api import manifest
+    """The checkpoint a transfer attack on ``model_id`` (an id or a run folder) is crafted on: the backprop model of
+    the same architecture and dataset (``bp_mlp`` for networks of a rule's own, which take the same flattened
+    images), if published and not ``model_id`` itself."""
+    from zoo.api import get_entry, manifest
     from zoo.registry import get_family
 
-    entry = manifest().entries[model_id]
+    entry = get_entry(model_id)
     source = f"bp_{get_family(entry.entrypoint).architecture or 'mlp'}.{entry.dataset}"
     candidate = manifest().entries.get(source)
     return source if source != model_id and candidate is not None and candidate.published else None
@@ -230,8 +230,8 @@ def transfer_source_id(model_id: str) -> str | None:
 
 def measure_checkpoint(model_id: str, images: Tensor, labels: Tensor, *, n_images: int = ATTACK_IMAGES,
                        source: str = "auto") -> dict[str, Any]:
-    """:func:`robustness_metrics` of a published checkpoint on its test split (``images``, ``labels``), with its
-    transfer source loaded from the zoo."""
+    """:func:`robustness_metrics` of a published checkpoint (or a run folder's) on its test split (``images``,
+    ``labels``), with its transfer source loaded from the zoo."""
     from zoo.api import get_entry, load
 
     entry = get_entry(model_id)

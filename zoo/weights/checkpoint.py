@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
@@ -11,6 +9,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from zoo.files import atomic_write
 
 FORMAT_VERSION = "1"
 METADATA_KEY = "bioplausible_zoo"
@@ -35,15 +35,7 @@ def save_checkpoint(model: nn.Module, path: Path, *, entrypoint: str, arch: Mapp
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {METADATA_KEY: json.dumps({"format_version": FORMAT_VERSION, "entrypoint": entrypoint,
                                           "arch": dict(arch)}, sort_keys=True)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(checkpoint_tensors(model), tmp, metadata=metadata)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    atomic_write(path, lambda tmp: save_file(checkpoint_tensors(model), tmp, metadata=metadata))
     return path
 
 

@@ -7,9 +7,7 @@ metrics. :func:`pending_entry` and :func:`published_entry` assemble entries; not
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +23,7 @@ from zoo.evaluation.metric_grid import (
     attack_epsilons,
     fgsm_epsilons,
 )
+from zoo.files import atomic_write_text
 
 SCHEMA_VERSION = 1
 DATASET_TAGS = tuple(DATASETS)
@@ -65,6 +64,9 @@ class Entry:
     metrics: dict[str, Any] = field(default_factory=dict)
     url: str | None = None
     pending_reason: str | None = None
+    location: Path | None = field(default=None, compare=False)
+    """Where the checkpoint of an entry read from a training run's folder lies (:mod:`zoo.weights.run_folder`);
+    ``None`` for the manifest's entries, whose files are resolved from the checkout, cache, URL or Hub."""
 
     @property
     def published(self) -> bool:
@@ -283,10 +285,7 @@ def write_manifest(manifest: Manifest, path: Path) -> None:
     path = Path(path)
     text = _SCALAR_LIST.sub(lambda m: "[" + re.sub(r"\s*\n\s*", " ", m.group(1)).strip() + "]",
                             json.dumps(manifest.to_dict(), indent=2)) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     cached_manifest.cache_clear()
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from zoo.engine.train_state import atomic_write
 from zoo.evaluation.extras import optional_import, require
+from zoo.files import atomic_write
 from zoo.registry import CFG_ATTRIBUTE
 
 ONNX_PURPOSE = "ONNX export"

@@ -128,6 +128,8 @@ def resolve_file(entry: Entry, source: str = "auto") -> Path:
     if source not in SOURCES:
         raise ValueError(f"unknown weights source {source!r}; accepted: {', '.join(SOURCES)}")
     raise_if_pending(entry)
+    if entry.location is not None:  # a training run's folder, checked when its entry was read
+        return entry.location
     if source != "auto":
         return _FETCHERS[source](entry)
     attempts: list[str] = []

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 
+from zoo.files import atomic_write_text
 from zoo.weights.integrity import check_sha256
 from zoo.weights.paths import zoo_cache_home
 
@@ -48,10 +48,7 @@ def _remember(key: str, fingerprint: dict[str, object]) -> None:
         folder = _record_file().parent
         folder.mkdir(parents=True, exist_ok=True)
         records = {**_read_records(), key: fingerprint}
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=RECORD_NAME, suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(records, f)
-        os.replace(tmp, _record_file())
+        atomic_write_text(_record_file(), json.dumps(records))
     except OSError:
         pass  # a read-only cache only costs a hash next time
 

@@ -1,0 +1,79 @@
+"""A training run's folder stands wherever a manifest id does: loading, evaluation, curves, robustness pictures,
+attributions, representations and the attack measurement, beside the published checkpoints."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from training_runs import checkpoint_of
+
+import zoo
+from training import robustness
+from training.train import main as train
+from zoo.api import get_entry
+from zoo.cli import main as cli
+from zoo.errors import RunFolderError, UnknownModelError
+from zoo.registry import get_family
+from zoo.weights.checkpoint import load_into
+from zoo.weights.run_folder import read_run_folder
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A short run of a recipe departing from the published one, in a folder of its own."""
+    from datasets import root_with
+
+    out = tmp_path_factory.mktemp("runs") / "my_run"
+    assert train(["bp_mlp", "--dataset", "mnist", "--epochs", "2", "--limit", "1000", "--test-limit", "500",
+                  "--set", "arch.hidden=[64]", "--data-root", str(root_with("mnist")), "--no-progress",
+                  "--out", str(out)]) == 0
+    return out
+
+
+def test_load_and_get_entry_take_a_run_folder(run: Path) -> None:
+    entry = get_entry(str(run))
+    assert entry.id == "bp_mlp.mnist" and entry.location == checkpoint_of(run).resolve()
+    assert entry.arch["hidden"] == [64]
+    model = zoo.load(run)
+    family = get_family("bp_mlp")
+    expected = load_into(family.build_model(entry.arch), checkpoint_of(run)).eval()
+    x = torch.rand(3, 1, 28, 28)
+    assert torch.equal(model(x), expected(x))
+
+
+def test_a_run_folder_with_a_changed_checkpoint_is_refused(run: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    checkpoint = checkpoint_of(copy)
+    checkpoint.write_bytes(checkpoint.read_bytes()[:-4] + b"\0\0\0\0")
+    with pytest.raises(RunFolderError, match="do not match entry.json"):
+        zoo.load(copy)
+    (copy / "entry.json").unlink()
+    with pytest.raises(UnknownModelError):  # without entry.json it is no run folder, nor an id
+        zoo.load(copy)
+
+
+def test_cli_eval_curves_and_robustness_take_a_run_folder_beside_ids(run: Path, tmp_path: Path, data_root: Path,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(["eval", str(run), "--data-root", str(data_root), "--limit", "500"]) == 0
+    out = capsys.readouterr().out
+    assert f"{read_run_folder(run).metrics['top1']:.2f}" in out
+    assert cli(["curves", str(run), "frsf_mlp.mnist", "--out", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 1000
+    assert cli(["robustness", str(run), "bp_mlp.mnist", "--out", str(tmp_path / "rob")]) == 0
+    assert (tmp_path / "rob" / "noise.png").is_file()
+
+
+def test_training_robustness_writes_into_the_run_folders_entry(run: Path, tmp_path: Path, data_root: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    before = json.loads((copy / "entry.json").read_text())
+    assert robustness.main([str(copy), "--images", "40", "--data-root", str(data_root)]) == 0
+    after = read_run_folder(copy)
+    block = after.metrics["robustness"]
+    assert block["n_eval"] == 40 and block["transfer_source"] == "bp_mlp.mnist"
+    assert {k: v for k, v in after.metrics.items() if k != "robustness"} == before["metrics"]
+    assert not list(copy.glob("*.tmp")) and not list(copy.glob(".*.tmp"))
