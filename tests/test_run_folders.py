@@ -77,3 +77,24 @@ def test_training_robustness_writes_into_the_run_folders_entry(run: Path, tmp_pa
     assert block["n_eval"] == 40 and block["transfer_source"] == "bp_mlp.mnist"
     assert {k: v for k, v in after.metrics.items() if k != "robustness"} == before["metrics"]
     assert not list(copy.glob("*.tmp")) and not list(copy.glob(".*.tmp"))
+
+
+def test_a_recipe_file_anywhere_trains_into_a_run_folder(tmp_path: Path, data_root: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "elsewhere" / "my_recipe.json"
+    recipe.parent.mkdir()
+    recipe.write_text(json.dumps({"entrypoint": "bp_mlp", "selected_on": "validation",
+                                  "defaults": {"arch": {"hidden": [32]}, "fit": {"epochs": 1, "batch_size": 50}},
+                                  "datasets": {"mnist": {"fit": {"rule": {"lr": 0.003}}}}}))
+    common = ["bp_mlp", "--dataset", "mnist", "--recipe", str(recipe), "--limit", "500", "--test-limit", "200",
+              "--data-root", str(data_root), "--no-progress"]
+    assert train(common) == 2  # a departure from the zoo's recipe never replaces a published checkpoint
+    assert f"departs from its recipe (--recipe {recipe}" in capsys.readouterr().err
+    assert train([*common, "--out", str(tmp_path / "run")]) == 0
+    entry = read_run_folder(tmp_path / "run")
+    assert entry.arch["hidden"] == [32] and entry.recipe["config"]["fit"]["rule"]["lr"] == 0.003
+    assert entry.recipe["config"]["fit"]["batch_size"] == 50 and f"--recipe {recipe}" in entry.recipe["departures"]
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"entrypoint": "fa_mlp", "selected_on": "none", "datasets": {"mnist": {}}}))
+    assert train([*common[:4], str(other), *common[5:], "--out", str(tmp_path / "x")]) == 2
+    assert f"recipe {other} is for 'fa_mlp', not 'bp_mlp'" in capsys.readouterr().err

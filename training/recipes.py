@@ -35,13 +35,25 @@ def recipe_path(entrypoint: str) -> Path:
     return RECIPES_DIR / f"{entrypoint}.json"
 
 
-def load_recipe(entrypoint: str, dataset: str) -> dict[str, Any]:
-    """The resolved recipe of ``entrypoint`` on ``dataset``: ``{"arch": ..., "fit": ..., "init": ...}``."""
-    path = recipe_path(entrypoint)
-    if not path.is_file():
-        known = sorted(p.stem for p in RECIPES_DIR.glob("*.json"))
-        raise FileNotFoundError(f"no recipe for {entrypoint!r} at {path}; recipes exist for {known}")
-    raw = json.loads(path.read_text())
+def load_recipe(entrypoint: str, dataset: str, path: Path | None = None) -> dict[str, Any]:
+    """The resolved recipe of ``entrypoint`` on ``dataset``: ``{"arch": ..., "fit": ..., "init": ...}``, from the
+    zoo's recipe of the family or from the recipe file ``path`` (anywhere, in the same format)."""
+    if path is None:
+        path = recipe_path(entrypoint)
+        if not path.is_file():
+            known = sorted(p.stem for p in RECIPES_DIR.glob("*.json"))
+            raise FileNotFoundError(f"no recipe for {entrypoint!r} at {path}; recipes exist for {known} (a recipe "
+                                    "file of your own: --recipe FILE)")
+    elif not Path(path).is_file():
+        raise FileNotFoundError(f"no recipe file {path}")
+    try:
+        raw = json.loads(Path(path).read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"recipe {path} is not JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"recipe {path} must be a JSON object with 'selected_on', 'defaults' and 'datasets'")
+    if raw.get("entrypoint", entrypoint) != entrypoint:
+        raise ValueError(f"recipe {path} is for {raw['entrypoint']!r}, not {entrypoint!r}")
     if raw.get("selected_on") not in SELECTED_ON:
         raise ValueError(f"recipe {path.name}: selected_on must be one of {SELECTED_ON} (how the recipe was chosen), "
                          f"got {raw.get('selected_on')!r}")

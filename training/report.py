@@ -220,28 +220,31 @@ def render(manifest: Manifest) -> tuple[str, str, list[Figure]]:
     return markdown, results_csv(manifest), figures
 
 
+def csv_row(entry: Entry) -> dict[str, Any]:
+    """One flat record of a published checkpoint (or a run folder's): identity, size, provenance and every recorded
+    figure."""
+    family = families()[entry.entrypoint]
+    metrics = entry.metrics
+    row: dict[str, Any] = {"id": entry.id, "family": entry.entrypoint, "rule": family.rule,
+                           "learning_rule": entry.learning_rule, "architecture": architecture_group(entry),
+                           "dataset": entry.dataset, "top1": metrics["top1"], "n_eval": metrics["n_eval"],
+                           "num_params": entry.num_params, "size_bytes": entry.size_bytes,
+                           "epochs": entry.recipe["epochs"], "wall_time_s": entry.recipe["wall_time_s"],
+                           "fine_tuned_from": entry.recipe["config"].get("init") or ""}
+    row.update({f"top1_noise_{k}": v for k, v in metrics["top1_noise"].items()})
+    row.update({f"top1_fgsm_{k}": v for k, v in metrics.get("top1_fgsm", {}).items()})
+    block = metrics.get("robustness")
+    if block is not None:
+        for attack in ("fgsm", "pgd"):
+            for model, curve in block[f"top1_{attack}"].items():
+                row.update({f"{attack}_{model}_{k}": v for k, v in curve.items()})
+    row.update({"sha256": entry.sha256, "url": entry.url})
+    return row
+
+
 def csv_rows(manifest: Manifest) -> list[dict[str, Any]]:
-    """One flat record per published checkpoint: identity, size, provenance and every recorded figure."""
-    rows = []
-    for entry in sorted((e for e in manifest.entries.values() if e.published), key=lambda e: e.id):
-        family = families()[entry.entrypoint]
-        metrics = entry.metrics
-        row: dict[str, Any] = {"id": entry.id, "family": entry.entrypoint, "rule": family.rule,
-                               "learning_rule": entry.learning_rule, "architecture": architecture_group(entry),
-                               "dataset": entry.dataset, "top1": metrics["top1"], "n_eval": metrics["n_eval"],
-                               "num_params": entry.num_params, "size_bytes": entry.size_bytes,
-                               "epochs": entry.recipe["epochs"], "wall_time_s": entry.recipe["wall_time_s"],
-                               "fine_tuned_from": entry.recipe["config"].get("init") or ""}
-        row.update({f"top1_noise_{k}": v for k, v in metrics["top1_noise"].items()})
-        row.update({f"top1_fgsm_{k}": v for k, v in metrics.get("top1_fgsm", {}).items()})
-        block = metrics.get("robustness")
-        if block is not None:
-            for attack in ("fgsm", "pgd"):
-                for model, curve in block[f"top1_{attack}"].items():
-                    row.update({f"{attack}_{model}_{k}": v for k, v in curve.items()})
-        row.update({"sha256": entry.sha256, "url": entry.url})
-        rows.append(row)
-    return rows
+    """:func:`csv_row` of every published checkpoint, by id."""
+    return [csv_row(e) for e in sorted((e for e in manifest.entries.values() if e.published), key=lambda e: e.id)]
 
 
 def _column_order(name: str) -> tuple[int, float]:
@@ -250,8 +253,12 @@ def _column_order(name: str) -> tuple[int, float]:
 
 
 def results_csv(manifest: Manifest) -> str:
-    """The CSV text of :func:`csv_rows`: fixed columns first, then the figures grouped by kind and size."""
-    rows = csv_rows(manifest)
+    """The CSV text of :func:`csv_rows`."""
+    return csv_text(csv_rows(manifest))
+
+
+def csv_text(rows: Sequence[dict[str, Any]]) -> str:
+    """CSV of ``rows``: fixed columns first, then the figures grouped by kind and size."""
     fixed = [name for name in rows[0] if _column_order(name)[0] == 0 and name not in ("sha256", "url")] if rows else []
     figures = sorted({name for row in rows for name in row if _column_order(name)[0] == 1},
                      key=lambda n: (n.rsplit("_", 1)[0], _column_order(n)[1]))

@@ -73,6 +73,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("entrypoint", help="model family, e.g. bp_mlp")
     parser.add_argument("--dataset", required=True, choices=sorted(DATASETS))
+    parser.add_argument("--recipe", type=Path, metavar="FILE",
+                        help="train with this recipe file (the format of training/recipes/*.json) instead of the "
+                             "zoo's recipe of the family; a departure, so it needs --out")
     parser.add_argument("--epochs", type=int, help="override the recipe's epoch count")
     parser.add_argument("--seed", type=int, help="override the recipe's seed")
     parser.add_argument("--init", help="start from this published checkpoint (same learning rule), e.g. bp_mlp.mnist")
@@ -115,7 +118,7 @@ def command_line(args: argparse.Namespace) -> str:
 
 def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
     """The recipe with the command line's overrides applied."""
-    config = load_recipe(args.entrypoint, args.dataset)
+    config = load_recipe(args.entrypoint, args.dataset, args.recipe)
     if args.epochs is not None:
         config["fit"]["epochs"] = args.epochs
     if args.seed is not None:
@@ -131,8 +134,8 @@ def resolved_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def departures(args: argparse.Namespace) -> list[str]:
     """How the command line departs from the recipe as written (empty for a recipe run)."""
-    recipe = effective_config(args.entrypoint, args.dataset, load_recipe(args.entrypoint, args.dataset))
-    out = [f"--set {o}" for o in args.overrides]
+    recipe = effective_config(args.entrypoint, args.dataset, load_recipe(args.entrypoint, args.dataset, args.recipe))
+    out = ([f"--recipe {args.recipe}"] if args.recipe is not None else []) + [f"--set {o}" for o in args.overrides]
     if args.limit is not None:
         out.append(f"--limit {args.limit}")
     if args.test_limit is not None:
@@ -237,7 +240,8 @@ def run_device(spec: str) -> torch.device:
 
 def list_options(args: argparse.Namespace) -> None:
     """Print every ``--set`` key of the family on the dataset, with its value in the recipe (or its default)."""
-    for key, value in override_keys(args.entrypoint, args.dataset, load_recipe(args.entrypoint, args.dataset)).items():
+    for key, value in override_keys(args.entrypoint, args.dataset, load_recipe(args.entrypoint, args.dataset,
+                                                                                args.recipe)).items():
         print(f"{key}={json.dumps(value)}")
 
 

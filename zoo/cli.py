@@ -193,6 +193,15 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_benchmark(args: argparse.Namespace) -> int:
+    try:
+        from training.benchmark import main as benchmark
+    except ImportError:
+        raise ZooError("zoo benchmark trains with the repository's training code (training/): run it from a checkout "
+                       "of bioplausible-zoo, with your plugin installed") from None
+    return benchmark(args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m zoo`` argument parser."""
     from zoo.evaluation.attributions import MAX_IMAGES
@@ -206,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--all", action="store_true", help="include pending checkpoints and the families with no "
                                                       "checkpoint (those of installed plugins, with their plugin)")
     p.set_defaults(run=_cmd_list)
+    p = sub.add_parser("benchmark", add_help=False,
+                       help="train a family (a plugin's too) under the zoo's protocol and report it beside the "
+                            "published checkpoints (python -m training.benchmark; --help there)")
+    p.add_argument("arguments", nargs=argparse.REMAINDER)
+    p.set_defaults(run=_cmd_benchmark)
     p = sub.add_parser("info", help="show a checkpoint's manifest entry")
     p.add_argument("id")
     p.set_defaults(run=_cmd_info)
@@ -296,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; every error prints ``error: ...`` (its traceback only with ``--debug``) and exits
     with status 2."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["benchmark"]:  # every argument, --help too, belongs to training.benchmark
+        argv = ["benchmark", "--", *argv[1:]]
     args = build_parser().parse_args(argv)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
