@@ -193,6 +193,26 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_check_rule(args: argparse.Namespace) -> int:
+    from zoo.contract import check_family
+
+    results = check_family(args.family, args.dataset)
+    print(f"{args.family}: the zoo's contract on random images of {args.dataset or 'its first dataset'}'s shape")
+    for result in results:
+        print(f"  {'ok  ' if result.passed else 'FAIL'}  {result.name}: {result.detail}")
+    failed = sum(not r.passed for r in results)
+    print(f"{len(results) - failed} of {len(results)} checks passed")
+    return 1 if failed else 0
+
+
+def _cmd_new_rule(args: argparse.Namespace) -> int:
+    from zoo.rule_template import write_rule_package
+
+    for path in write_rule_package(args.name, args.folder):
+        print(path)
+    return 0
+
+
 def _cmd_benchmark(args: argparse.Namespace) -> int:
     try:
         from training.benchmark import main as benchmark
@@ -220,6 +240,16 @@ def build_parser() -> argparse.ArgumentParser:
                             "published checkpoints (python -m training.benchmark; --help there)")
     p.add_argument("arguments", nargs=argparse.REMAINDER)
     p.set_defaults(run=_cmd_benchmark)
+    p = sub.add_parser("check-rule", help="run the zoo's contract on a family (a plugin's too): build, one training "
+                                          "step, checkpoint round trip, resume, determinism; exit status 1 on failure")
+    p.add_argument("family")
+    p.add_argument("--dataset", help="whose input shape to use (default: the family's first dataset)")
+    p.set_defaults(run=_cmd_check_rule)
+    p = sub.add_parser("new-rule", help="write a plugin package to start a learning rule from (rule module, recipe, "
+                                        "contract test, pyproject.toml with the entry point)")
+    p.add_argument("name", help="the rule's name, lowercase letters and digits (prefixes its family names)")
+    p.add_argument("folder", type=Path, help="a new or empty folder")
+    p.set_defaults(run=_cmd_new_rule)
     p = sub.add_parser("info", help="show a checkpoint's manifest entry")
     p.add_argument("id")
     p.set_defaults(run=_cmd_info)
