@@ -94,6 +94,7 @@ def test_a_recipe_file_anywhere_trains_into_a_run_folder(tmp_path: Path, data_ro
     entry = read_run_folder(tmp_path / "run")
     assert entry.arch["hidden"] == [32] and entry.recipe["config"]["fit"]["rule"]["lr"] == 0.003
     assert entry.recipe["config"]["fit"]["batch_size"] == 50 and f"--recipe {recipe}" in entry.recipe["departures"]
+    assert f"--recipe {recipe}" in entry.recipe["command"]  # the recorded command trains the same run again
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"entrypoint": "fa_mlp", "selected_on": "none", "datasets": {"mnist": {}}}))
     assert train([*common[:4], str(other), *common[5:], "--out", str(tmp_path / "x")]) == 2

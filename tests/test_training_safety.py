@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -254,3 +256,22 @@ def test_damaged_saved_state_gets_one_line_naming_the_file(damage, message, tmp_
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err and str(out) in err
 
+
+
+def test_publishing_reads_the_recorded_command_without_importing_the_training_script_again() -> None:
+    """A recipe run publishes itself with the code it trained with: checking its recorded command must not import
+    ``training.train`` anew (a run started as ``python -m training.train`` would then use the file as it is now)."""
+    probe = textwrap.dedent('''
+        import dataclasses, sys
+        import zoo
+        from training.publish import PublishError, check_run
+        entry = zoo.get_weights("bp_mlp.mnist").entry
+        entry = dataclasses.replace(entry, recipe={**entry.recipe, "command": entry.recipe["command"] + " --limit 5"})
+        try:
+            check_run(".", entry, ".")
+        except PublishError as exc:
+            print("refused:", "departs from its recipe" in str(exc))
+        print("training.train imported:", "training.train" in sys.modules)
+    ''')
+    result = subprocess.run([sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.splitlines() == ["refused: True", "training.train imported: False"], result.stderr

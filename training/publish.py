@@ -30,6 +30,7 @@ from typing import Sequence
 
 from filelock import FileLock
 
+from training.command import UsageError, departures, parse_args, resolved_config
 from zoo.errors import RunFolderError
 from zoo.files import atomic_write
 from zoo.weights.integrity import sha256_file
@@ -54,8 +55,6 @@ def read_run_entry(run_dir: Path) -> tuple[Entry, Path]:
 
 def check_run(run_dir: Path, entry: Entry, checkpoint: Path, data_root: Path | None = None) -> None:
     """Refuse a run whose entry is not what its recorded command and its checkpoint give (see the module doc)."""
-    from training.train import UsageError, departures, parse_args, resolved_config
-
     command = shlex.split(str(entry.recipe.get("command", "")))
     if command[:3] != ["python", "-m", "training.train"]:
         raise PublishError(f"{entry.id} from {run_dir}: the recorded command {entry.recipe.get('command')!r} is not "

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from training.report import attack_table
+from training.seed_spread import read_record, spread_text
 from training.targets import TARGETS
 from zoo.data.catalog import DATASETS
 from zoo.evaluation.metric_grid import NOISE_SIGMAS, fgsm_epsilons
@@ -33,14 +34,15 @@ KROTOV_WIDTH = ("<!-- krotov-width:start -->", "<!-- krotov-width:end -->")
 KROTOV_WIDTH_RESULTS = REPO_ROOT / "results" / "krotov_width.json"
 
 
-def _cell(manifest: Manifest, model_id: str) -> str:
+def _cell(manifest: Manifest, model_id: str, seeds: Mapping[str, Any]) -> str:
     entry = manifest.entries.get(model_id)
     if entry is None:
         return "—"
     if not entry.published:
         return "pending"
     tuned = FINE_TUNED_MARK if entry.recipe["config"].get("init") else ""
-    return f"{entry.metrics['top1']:.2f}{tuned}"
+    found = spread_text(dict(seeds), model_id, entry.metrics["top1"])
+    return f"{entry.metrics['top1']:.2f}{tuned}" + (f" ({found} seeds)" if found else "")
 
 
 def render_table(manifest: Manifest) -> str:
@@ -48,8 +50,9 @@ def render_table(manifest: Manifest) -> str:
     families = sorted({e.entrypoint: e.learning_rule for e in manifest.entries.values()}.items())
     header = "| model | rule | " + " | ".join(info.title for info in DATASETS.values()) + " | params |"
     lines = [header, "|" + "---|" * (len(DATASETS) + 3)]
+    seeds = read_record()
     for family, rule in families:
-        cells = [_cell(manifest, f"{family}.{tag}") for tag in DATASETS]
+        cells = [_cell(manifest, f"{family}.{tag}", seeds) for tag in DATASETS]
         params = {e.num_params for e in manifest.entries.values()
                   if e.entrypoint == family and e.num_params is not None}
         lines.append(f"| `{family}` | {rule} | " + " | ".join(cells) + " | "
@@ -57,7 +60,10 @@ def render_table(manifest: Manifest) -> str:
     lines.append("")
     lines.append(f"{FINE_TUNED_MARK} fine-tuned with the same rule from the model's MNIST checkpoint (fixed feedback "
                  "matrices, "
-                 "where the rule has them, stay bit-identical); the others are trained from scratch.")
+                 "where the rule has them, stay bit-identical); the others are trained from scratch. "
+                 "Where more seeds of the recipe were run (`python -m training.seed_spread`), the cell adds "
+                 "mean ± sample std (count) over the published seed and those: differences between rules smaller "
+                 "than the spread mean nothing.")
     return "\n".join(lines)
 
 

@@ -21,8 +21,9 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
+from training.seed_spread import read_record, spread
 from zoo.data.catalog import DATASETS
 from zoo.evaluation.metric_grid import ATTACK_MODELS, perturbation_size
 from zoo.registry import families
@@ -220,9 +221,10 @@ def render(manifest: Manifest) -> tuple[str, str, list[Figure]]:
     return markdown, results_csv(manifest), figures
 
 
-def csv_row(entry: Entry) -> dict[str, Any]:
+def csv_row(entry: Entry, seeds: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One flat record of a published checkpoint (or a run folder's): identity, size, provenance and every recorded
-    figure."""
+    figure; with ``seeds`` (:func:`training.seed_spread.read_record`), the test top-1's mean, standard deviation and
+    count over the seeds recorded for it."""
     family = families()[entry.entrypoint]
     metrics = entry.metrics
     row: dict[str, Any] = {"id": entry.id, "family": entry.entrypoint, "rule": family.rule,
@@ -231,6 +233,9 @@ def csv_row(entry: Entry) -> dict[str, Any]:
                            "num_params": entry.num_params, "size_bytes": entry.size_bytes,
                            "epochs": entry.recipe["epochs"], "wall_time_s": entry.recipe["wall_time_s"],
                            "fine_tuned_from": entry.recipe["config"].get("init") or ""}
+    found = spread(dict(seeds or {}), entry.id, metrics["top1"])
+    row.update({"top1_seed_mean": round(found[0], 2) if found else "", "top1_seed_std": round(found[1], 2) if found
+                else "", "top1_seeds": found[2] if found else 1})
     row.update({f"top1_noise_{k}": v for k, v in metrics["top1_noise"].items()})
     row.update({f"top1_fgsm_{k}": v for k, v in metrics.get("top1_fgsm", {}).items()})
     block = metrics.get("robustness")
@@ -244,7 +249,9 @@ def csv_row(entry: Entry) -> dict[str, Any]:
 
 def csv_rows(manifest: Manifest) -> list[dict[str, Any]]:
     """:func:`csv_row` of every published checkpoint, by id."""
-    return [csv_row(e) for e in sorted((e for e in manifest.entries.values() if e.published), key=lambda e: e.id)]
+    seeds = read_record()
+    return [csv_row(e, seeds) for e in sorted((e for e in manifest.entries.values() if e.published),
+                                              key=lambda e: e.id)]
 
 
 def _column_order(name: str) -> tuple[int, float]:

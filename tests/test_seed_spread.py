@@ -1,0 +1,58 @@
+"""Seed spread: the extra seeds re-run a published entry's recorded command, and the tables show mean ± std."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training import seed_spread
+from training.readme_table import render_table
+from training.report import csv_row
+from zoo.api import get_entry, manifest
+
+
+def test_an_extra_seed_repeats_the_recorded_command_with_its_seed_and_threads(tmp_path: Path) -> None:
+    entry = get_entry("frsf_mlp.mnist")
+    words = seed_spread.command_for_seed("frsf_mlp.mnist", 2, tmp_path / "s2")
+    assert " ".join(words).startswith(entry.recipe["command"].removeprefix("python -m training.train "))
+    assert words[-7:] == ["--seed", "2", "--out", str(tmp_path / "s2"), "--threads", "1", "--no-progress"]
+
+
+def test_an_entry_without_a_recorded_run_is_refused_with_the_remedy() -> None:
+    assert "threads" not in get_entry("bp_mlp.mnist").recipe  # a legacy checkpoint (issue 29)
+    with pytest.raises(ValueError, match="bp_mlp.mnist has no recorded run to repeat.*retrain it first"):
+        seed_spread.command_for_seed("bp_mlp.mnist", 1, Path("x"))
+
+
+def test_tables_show_mean_and_sample_std_over_the_published_and_extra_seeds(tmp_path: Path,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    published = get_entry("frsf_mlp.mnist").metrics["top1"]
+    record = {"frsf_mlp.mnist": {"seeds": {"1": published - 0.1, "2": published + 0.1}, "runs": {}}}
+    path = tmp_path / "seed_spread.json"
+    path.write_text(json.dumps(record))
+    monkeypatch.setattr(seed_spread, "RECORD", path)
+    assert seed_spread.spread(record, "frsf_mlp.mnist", published) == pytest.approx((published, 0.1, 3))
+    row = csv_row(get_entry("frsf_mlp.mnist"), seed_spread.read_record(path))
+    assert (row["top1_seed_mean"], row["top1_seed_std"], row["top1_seeds"]) == (published, 0.1, 3)
+    assert csv_row(get_entry("fa_mlp.mnist"), record)["top1_seeds"] == 1
+    monkeypatch.setattr("training.readme_table.read_record", lambda: record)
+    assert f"| {published:.2f} ({published:.2f} ± 0.10 (3) seeds) |" in render_table(manifest())
+
+
+def test_a_seed_run_is_recorded_once_and_not_repeated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      data_root: Path) -> None:
+    original = seed_spread.command_for_seed
+
+    def short(model_id: str, seed: int, out: Path) -> list[str]:  # the recorded command, on 500 images
+        return [*original(model_id, seed, out), "--epochs", "1", "--limit", "500", "--test-limit", "200"]
+
+    monkeypatch.setattr(seed_spread, "command_for_seed", short)
+    monkeypatch.setattr(seed_spread, "RUNS", tmp_path / "runs")
+    record = tmp_path / "seed_spread.json"
+    top1 = seed_spread.run_seed("frsf_mlp.mnist", 1, data_root, record)
+    block = json.loads(record.read_text())["frsf_mlp.mnist"]
+    assert block["seeds"] == {"1": top1} and "--seed 1" in block["runs"]["1"]["command"]
+    assert block["runs"]["1"]["cpu"]["isa"] and not list(tmp_path.glob("*.tmp"))
+    again = seed_spread.run_seed("frsf_mlp.mnist", 1, data_root, record)  # its finished folder is read, not retrained
+    assert again == top1

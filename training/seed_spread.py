@@ -1,0 +1,118 @@
+"""Seed spread: more seeds of a published checkpoint's recipe, so a difference between two rules can be read against
+the spread of one rule. The extra runs are measured, not published.
+
+    python -m training.seed_spread bp_mlp.mnist fa_mlp.mnist [--seeds 1 2]   # runs what is missing, records it
+    python -m training.seed_spread --list                                    # what is recorded
+
+For each id it re-runs the recorded command of the published entry with ``--seed S`` (one thread, like the recipe
+runs) into ``runs/seed_spread/<id>/seed-<S>`` (untracked: the checkpoints are not kept in git) and records the test
+top-1, commit and CPU in ``results/seed_spread.json`` as soon as each run finishes (written atomically), so an
+interrupted session keeps what it finished and a run that already has a figure is not repeated. The published
+checkpoint is seed ``recipe.seed`` (0); with two more seeds the README's results table and ``results/results.csv``
+show mean ± std over the three.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from training.provenance import REPO_ROOT, cpu_record, git_commit
+from zoo.api import get_entry
+from zoo.files import atomic_write_text
+from zoo.weights.run_folder import read_run_folder
+
+RECORD = REPO_ROOT / "results" / "seed_spread.json"
+RUNS = REPO_ROOT / "runs" / "seed_spread"
+EXTRA_SEEDS = (1, 2)
+
+
+def read_record(path: Path = RECORD) -> dict[str, Any]:
+    """``{id: {"seeds": {seed: top1}, "runs": {seed: provenance}}}`` as recorded so far (empty when none)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def spread(record: dict[str, Any], model_id: str, published_top1: float) -> tuple[float, float, int] | None:
+    """Mean, sample standard deviation and count of the test top-1 over the published seed and the recorded ones;
+    ``None`` until at least one extra seed is recorded."""
+    extra = record.get(model_id, {}).get("seeds", {})
+    if not extra:
+        return None
+    values = [published_top1, *extra.values()]
+    return statistics.fmean(values), statistics.stdev(values), len(values)
+
+
+def spread_text(record: dict[str, Any], model_id: str, published_top1: float) -> str:
+    """``"98.49 ± 0.05 (3)"``, or ``""`` without extra seeds."""
+    found = spread(record, model_id, published_top1)
+    return "" if found is None else f"{found[0]:.2f} ± {found[1]:.2f} ({found[2]})"
+
+
+def command_for_seed(model_id: str, seed: int, out: Path) -> list[str]:
+    """The published entry's recorded ``training.train`` arguments with ``--seed`` and ``--out`` added."""
+    entry = get_entry(model_id)
+    if not entry.published or "threads" not in entry.recipe:
+        raise ValueError(f"{model_id} has no recorded run to repeat (it was trained before the engine recorded its "
+                         "threads, commit and curve); retrain it first")
+    words = shlex.split(entry.recipe["command"])
+    if words[:3] != ["python", "-m", "training.train"] or "--seed" in words:
+        raise ValueError(f"{model_id}: the recorded command {entry.recipe['command']!r} is not a recipe run")
+    return [*words[3:], "--seed", str(seed), "--out", str(out), "--threads", str(entry.recipe.get("threads", 1)),
+            "--no-progress"]
+
+
+def run_seed(model_id: str, seed: int, data_root: Path | None, record_path: Path = RECORD) -> float:
+    """Train seed ``seed`` of ``model_id``'s recipe and record its test top-1."""
+    from training.train import main as train_main
+
+    out = RUNS / model_id / f"seed-{seed}"
+    command = command_for_seed(model_id, seed, out)
+    if data_root is not None:
+        command += ["--data-root", str(data_root)]
+    if not (out / "entry.json").is_file() and train_main([*command, *(["--resume"] if out.is_dir() else [])]) != 0:
+        raise RuntimeError(f"the run of seed {seed} of {model_id} failed; see above")
+    entry = read_run_folder(out)
+    record = read_record(record_path)
+    block = record.setdefault(model_id, {"seeds": {}, "runs": {}})
+    block["seeds"][str(seed)] = entry.metrics["top1"]
+    block["runs"][str(seed)] = {"command": entry.recipe["command"], "git_commit": git_commit(), "cpu": cpu_record(),
+                                "wall_time_s": entry.recipe["wall_time_s"]}
+    atomic_write_text(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return float(entry.metrics["top1"])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.seed_spread", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ids", nargs="*", help="published checkpoint ids")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(EXTRA_SEEDS))
+    parser.add_argument("--data-root", type=Path)
+    parser.add_argument("--list", action="store_true", help="print the recorded spreads and exit")
+    args = parser.parse_args(argv)
+    record = read_record()
+    if args.list:
+        for model_id in sorted(record):
+            print(f"{model_id:28s} {spread_text(record, model_id, get_entry(model_id).metrics['top1'])}")
+        return 0
+    try:
+        for model_id in args.ids:
+            command_for_seed(model_id, 0, Path("."))  # every id checked before anything trains
+        for model_id in args.ids:
+            for seed in args.seeds:
+                if str(seed) in read_record().get(model_id, {}).get("seeds", {}):
+                    continue
+                top1 = run_seed(model_id, seed, args.data_root)
+                now = spread_text(read_record(), model_id, get_entry(model_id).metrics["top1"])
+                print(f"{model_id} seed {seed}: {top1:.2f}%  ->  {now}", flush=True)
+    except (ValueError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
