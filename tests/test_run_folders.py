@@ -99,3 +99,23 @@ def test_a_recipe_file_anywhere_trains_into_a_run_folder(tmp_path: Path, data_ro
     other.write_text(json.dumps({"entrypoint": "fa_mlp", "selected_on": "none", "datasets": {"mnist": {}}}))
     assert train([*common[:4], str(other), *common[5:], "--out", str(tmp_path / "x")]) == 2
     assert f"recipe {other} is for 'fa_mlp', not 'bp_mlp'" in capsys.readouterr().err
+
+
+def test_compare_and_explain_take_a_run_folder_beside_an_id(run: Path, tmp_path: Path, data_root: Path) -> None:
+    pytest.importorskip("rsatoolbox")
+    pytest.importorskip("captum")
+    from safetensors.torch import load_file
+
+    ids = [str(run), "bp_mlp.mnist"]
+    assert cli(["compare", *ids, "--out", str(tmp_path / "compare"), "--images", "20",
+                "--data-root", str(data_root)]) == 0
+    labels = [tuple(label) for label in json.loads((tmp_path / "compare" / "cka.json").read_text())["labels"]]
+    # the run's one-hidden-layer net and the published two-layer net each get their own untrained baseline
+    assert {(str(run), "hidden.0"), ("bp_mlp.mnist", "hidden.1")} <= set(labels)
+    assert ("bp_mlp.untrained", "hidden.0") in labels and ("bp_mlp.untrained[bp_mlp.mnist]", "hidden.1") in labels
+    assert ("bp_mlp.untrained", "hidden.1") not in labels
+    assert cli(["explain", *ids, "--out", str(tmp_path / "explain"), "--images", "2",
+                "--data-root", str(data_root)]) == 0
+    assert json.loads((tmp_path / "explain" / "attributions.json").read_text())["ids"] == ids
+    maps = load_file(tmp_path / "explain" / "attributions.safetensors")
+    assert set(maps) == set(ids) and all(m.shape == (2, 1, 28, 28) for m in maps.values())

@@ -337,7 +337,8 @@ def _save(fig: Any, out: Path) -> Path:
 def untrained_baselines(model_ids: Sequence[str]) -> dict[str, nn.Module]:
     """One untrained model (seed ``BASELINE_SEED``, eval mode) per distinct architecture among ``model_ids``
     (the registered architecture and its ``arch`` record, less the keys that only act in training), built by the
-    family of the first id that has it and named ``<entrypoint>.untrained``."""
+    family of the first id that has it and named ``<entrypoint>.untrained``, or ``<entrypoint>.untrained[<id>]`` when
+    an earlier architecture of the same entrypoint took that name (a run folder trained with another width)."""
     from zoo.api import get_entry
     from zoo.registry import get_family
 
@@ -350,7 +351,9 @@ def untrained_baselines(model_ids: Sequence[str]) -> dict[str, nn.Module]:
         if key not in baselines:
             torch.manual_seed(BASELINE_SEED)
             model = family.build_model(entry.arch, dataset=entry.dataset).eval()
-            baselines[key] = (f"{entry.entrypoint}.untrained", model)
+            name = f"{entry.entrypoint}.untrained"
+            taken = any(existing == name for existing, _ in baselines.values())
+            baselines[key] = (f"{name}[{model_id}]" if taken else name, model)
     return dict(baselines.values())
 
 
