@@ -70,3 +70,10 @@ def test_pending_recipes_build_their_model(model_id: str) -> None:
                                 if k not in ("in_shape", "num_classes", "mean", "std")})
     x = torch.rand(2, *entry.input["shape"])
     assert model.eval()(x).shape == (2, entry.arch["num_classes"])
+
+
+def test_the_weights_folder_holds_exactly_the_published_files() -> None:
+    """A replaced checkpoint's file is deleted with its entry: nothing in ``weights/`` that no entry names."""
+    named = {str(e.file) for e in MANIFEST.entries.values() if e.file}
+    present = {f"weights/{p.name}" for p in (REPO_ROOT / "weights").iterdir()}
+    assert present == named

@@ -4,39 +4,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
-from training_runs import REPO, checkpoint_of, run_entry
+from training_runs import REPO, TINY_BP_MLP, checkpoint_of, clone_of_this_tree, git, run_entry
 
 from training.reproduce import FAILED, compare, first_departure, main
 from training.train import main as train
 from zoo.weights.manifest import Entry
-
-TINY_BP_MLP = {"entrypoint": "bp_mlp", "selected_on": "test", "notes": "a recipe of a few seconds, for this test",
-               "datasets": {"mnist": {"arch": {"hidden": [16]}, "fit": {"epochs": 2, "rule": {"lr": 0.003}}}}}
-
-
-def git(folder: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True,
-                          capture_output=True, text=True).stdout
-
-
-def clone_of_this_tree(target: Path) -> Path:
-    """A git clone whose HEAD is this checkout's working tree as it is now (code, recipes, manifest; the weights and
-    in-progress states as committed), so the test exercises the code under test."""
-    git(REPO, "clone", "-q", "--local", str(REPO), str(target))
-    files = git(REPO, "ls-files", "-co", "--exclude-standard").splitlines()
-    for name in files:
-        if name.startswith(("weights/", "training/in_progress/")) or not (REPO / name).is_file():
-            continue
-        (target / name).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(REPO / name, target / name)
-    git(target, "add", "-A")
-    git(target, "commit", "-qm", "this working tree", "--allow-empty")
-    return target
 
 
 def test_a_published_recipe_run_reproduces_to_identical_bytes(tmp_path, data_root) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+TINY_BP_MLP = {"entrypoint": "bp_mlp", "selected_on": "test", "notes": "a recipe of a few seconds, for this test",
+               "datasets": {"mnist": {"arch": {"hidden": [16]}, "fit": {"epochs": 2, "rule": {"lr": 0.003}}}}}
 
 
 def sha256(path: Path) -> str:
@@ -49,3 +52,23 @@ def kill_after_first_epoch(process: subprocess.Popen[str], out: Path, timeout: f
         time.sleep(0.05)
     process.kill()
     pytest.fail("no state saved after the first epoch")
+
+
+def git(folder: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True,
+                          capture_output=True, text=True).stdout
+
+
+def clone_of_this_tree(target: Path) -> Path:
+    """A git clone whose HEAD is this checkout's working tree as it is now (code, recipes, manifest; the weights and
+    in-progress states as committed), so the test exercises the code under test."""
+    git(REPO, "clone", "-q", "--local", str(REPO), str(target))
+    files = git(REPO, "ls-files", "-co", "--exclude-standard").splitlines()
+    for name in files:
+        if name.startswith(("weights/", "training/in_progress/")) or not (REPO / name).is_file():
+            continue
+        (target / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(REPO / name, target / name)
+    git(target, "add", "-A")
+    git(target, "commit", "-qm", "this working tree", "--allow-empty")
+    return target

@@ -1,0 +1,74 @@
+"""`training.retrain`: a checkpoint published before the engine recorded its run is retrained by today's recipe and
+replaces the old file only within the tolerance; both figures are recorded either way."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from training_runs import REPO, TINY_BP_MLP, clone_of_this_tree, git
+
+from training.retrain import TOLERANCE_PP, is_legacy, legacy_ids, recipe_init, replaces
+from zoo.weights.manifest import Entry, Manifest, read_manifest
+
+
+def test_the_tolerance_is_the_old_figure_minus_three_tenths() -> None:
+    assert TOLERANCE_PP == 0.3
+    assert replaces(99.17, 98.87) and replaces(99.17, 99.5) and not replaces(99.17, 98.86)
+
+
+def test_legacy_ids_put_each_fine_tune_after_the_checkpoint_it_starts_from() -> None:
+    entries = read_manifest(REPO / "weights_manifest.json").entries
+    stripped = {"fa_mlp.fashion_mnist", "fa_mlp.mnist", "bp_mlp.mnist"}  # as the engine recorded runs before threads
+    legacy = Manifest({i: Entry.from_dict({**e.to_dict(), "recipe": {k: v for k, v in e.recipe.items()
+                                                                       if k not in ("threads", "curve")}})
+                       if i in stripped else e for i, e in entries.items()})
+    ids = legacy_ids(legacy)
+    assert stripped <= set(ids) and all(is_legacy(legacy.entries[i]) for i in ids)
+    assert recipe_init(legacy.entries["fa_mlp.fashion_mnist"]) == "fa_mlp.mnist"
+    assert ids.index("fa_mlp.mnist") < ids.index("fa_mlp.fashion_mnist")
+
+
+def test_a_retrain_replaces_the_old_checkpoint_only_within_the_tolerance(tmp_path: Path, data_root: Path) -> None:
+    clone = clone_of_this_tree(tmp_path / "clone")
+    manifest_file = clone / "weights_manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    old = next(e for e in manifest["weights"] if e["id"] == "bp_mlp.mnist")
+    old["recipe"] = {k: v for k, v in old["recipe"].items() if k not in ("threads", "curve")}  # a legacy entry
+    manifest_file.write_text(json.dumps(manifest, indent=1) + "\n")
+    (clone / "training" / "recipes" / "bp_mlp.json").write_text(json.dumps(TINY_BP_MLP))
+    git(clone, "commit", "-qam", "bp_mlp.mnist as a legacy entry; a tiny bp_mlp recipe")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_DATA_ROOT": str(data_root)}
+    env.pop("ZOO_MANIFEST", None)
+
+    def retrain(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "training.retrain", *args], cwd=clone, env=env,
+                              capture_output=True, text=True)
+
+    kept = retrain("bp_mlp.mnist")
+    assert kept.returncode == 0, kept.stderr
+    assert "kept the old checkpoint" in kept.stdout
+    record = json.loads((clone / "results" / "legacy_retrains.json").read_text())["bp_mlp.mnist"]
+    assert record["old_top1"] == old["metrics"]["top1"] and record["old_sha256"] == old["sha256"]
+    assert not record["replaced"] and record["new_top1"] < old["metrics"]["top1"] - TOLERANCE_PP
+    assert record["git_commit"] == git(clone, "rev-parse", "HEAD").strip() and record["wall_time_s"] > 0
+    assert json.loads(manifest_file.read_text()) == manifest, "a worse retrain leaves the manifest alone"
+
+    # the same run, now against an old figure exactly the tolerance above it: it replaces the old checkpoint
+    old["metrics"]["top1"] = round(record["new_top1"] + TOLERANCE_PP, 2)
+    manifest_file.write_text(json.dumps(manifest, indent=1) + "\n")
+    git(clone, "commit", "-qam", "a lower old figure")
+    replaced = retrain("bp_mlp.mnist")
+    assert replaced.returncode == 0, replaced.stderr
+    assert "bp_mlp.mnist: " in replaced.stdout and "(-0.30 pp), replaced" in replaced.stdout
+    new = read_manifest(manifest_file).entries["bp_mlp.mnist"]
+    assert new.sha256 == record["new_sha256"] and not is_legacy(new) and new.recipe["threads"] == 1
+    assert new.metrics["top1"] == record["new_top1"] and (clone / str(new.file)).is_file()
+    assert not (clone / old["file"]).exists(), "the replaced checkpoint's file is deleted"
+    assert json.loads((clone / "results" / "legacy_retrains.json").read_text())["bp_mlp.mnist"]["replaced"]
+    listed = retrain("--list")
+    assert "| `bp_mlp.mnist` |" in listed.stdout and "| yes |" in listed.stdout
+    refused = retrain("bp_mlp.mnist")
+    assert refused.returncode == 2 and "not legacy checkpoints" in refused.stderr

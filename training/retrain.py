@@ -1,0 +1,143 @@
+"""Retrain the checkpoints published before the engine recorded a run's thread count, CPU and learning curve, so
+that every published entry can be re-run with ``training.reproduce``.
+
+    python -m training.retrain                  # every such entry (a fine-tune after the checkpoint it starts from)
+    python -m training.retrain bp_mlp.mnist     # these ids
+    python -m training.retrain --list           # what is recorded: old, new, difference, replaced
+
+Each id runs its family's recipe as published (``python -m training.train FAMILY --dataset D``, one thread; the
+recorded configuration is today's recipe's, which ``tests/test_published.py`` checks) into ``runs/retrain/<id>``,
+resumable by running the same command again. When it finishes, the new checkpoint replaces the published one only
+if its test top-1 is at least the old figure minus :data:`TOLERANCE_PP`: it is published with ``training.publish``'s
+checks and the old file is deleted (measure its attack figures afterwards: ``python -m training.robustness`` fills in
+every published entry that lacks them). Otherwise the old checkpoint stays and the record says so.
+``results/legacy_retrains.json`` records old and new top-1, the difference, whether it replaced, both SHA-256s, wall
+time, commit and CPU, written atomically as each run finishes,
+so an interrupted session keeps what it finished and a recorded id is not trained again.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from training.provenance import REPO_ROOT, cpu_record
+from training.publish import publish_run
+from zoo.files import atomic_write_text
+from zoo.weights.manifest import Entry, Manifest, read_manifest
+from zoo.weights.paths import manifest_path
+from zoo.weights.run_folder import ENTRY_JSON, read_run_folder
+
+RECORD = REPO_ROOT / "results" / "legacy_retrains.json"
+RUNS = REPO_ROOT / "runs" / "retrain"
+TOLERANCE_PP = 0.3  # a retrain replaces the published checkpoint unless it is worse than this
+
+
+def is_legacy(entry: Entry) -> bool:
+    """A published entry trained before the engine recorded its thread count and learning curve."""
+    return entry.published and ("threads" not in entry.recipe or not entry.recipe.get("curve"))
+
+
+def recipe_init(entry: Entry) -> str | None:
+    """The checkpoint ``entry``'s recorded recipe starts from (``None``: from scratch); today's recipe is the same
+    (``tests/test_published.py``)."""
+    init = entry.recipe["config"].get("init")
+    return None if init is None else str(init)
+
+
+def legacy_ids(manifest: Manifest) -> list[str]:
+    """The legacy entries, sorted, each after the legacy entry its recipe fine-tunes from."""
+    chosen = sorted(i for i, e in manifest.entries.items() if is_legacy(e))
+    starts = {i: recipe_init(manifest.entries[i]) for i in chosen}
+    return sorted(chosen, key=lambda i: (starts[i] in chosen, i))
+
+
+def replaces(old_top1: float, new_top1: float) -> bool:
+    """Whether a retrain measuring ``new_top1`` replaces a checkpoint published at ``old_top1`` (both in %)."""
+    return round(new_top1 - old_top1, 2) >= -TOLERANCE_PP
+
+
+def read_record(path: Path = RECORD) -> dict[str, Any]:
+    """``{id: {"old_top1", "new_top1", "delta_pp", "replaced", ...}}`` as recorded so far (empty when none)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def train_run(entry: Entry, out: Path, data_root: Path | None) -> Entry:
+    """Run (or resume, or find finished) the published recipe of ``entry`` in ``out``; its run entry."""
+    from training.train import main as train_main
+
+    if not (out / ENTRY_JSON).is_file():
+        command = [entry.entrypoint, "--dataset", entry.dataset, "--out", str(out), "--threads", "1", "--no-progress",
+                   *(["--data-root", str(data_root)] if data_root is not None else []),
+                   *(["--resume"] if (out / "run.json").is_file() else [])]
+        if train_main(command) != 0:
+            raise RuntimeError(f"the retrain of {entry.id} failed; see above (run the same command to resume it)")
+    return read_run_folder(out)
+
+
+def retrain(model_id: str, manifest_file: Path, data_root: Path | None, runs: Path = RUNS,
+            record_path: Path = RECORD) -> dict[str, Any]:
+    """Retrain ``model_id``, publish it if :func:`replaces` says so, and record the outcome; the record."""
+    old = read_manifest(manifest_file).entries[model_id]
+    if not is_legacy(old):
+        raise ValueError(f"{model_id} is not a legacy checkpoint: its entry records threads and a learning curve")
+    new = train_run(old, runs / model_id, data_root)
+    replaced = replaces(old.metrics["top1"], new.metrics["top1"])
+    if replaced:
+        published = publish_run(runs / model_id, manifest_file, data_root)
+        others = {e.file for e in read_manifest(manifest_file).entries.values()}
+        if old.file != published.file and old.file not in others:
+            (manifest_file.parent / str(old.file)).unlink(missing_ok=True)
+    outcome = {"old_top1": old.metrics["top1"], "new_top1": new.metrics["top1"],
+               "delta_pp": round(new.metrics["top1"] - old.metrics["top1"], 2), "replaced": replaced,
+               "old_sha256": old.sha256, "new_sha256": new.sha256, "wall_time_s": new.recipe["wall_time_s"],
+               "git_commit": new.recipe["git_commit"], "cpu": new.recipe.get("cpu", cpu_record())}
+    record = read_record(record_path)
+    record[model_id] = outcome
+    atomic_write_text(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return outcome
+
+
+def table(record: dict[str, Any]) -> str:
+    """The record as a Markdown table: id, old, new, Δ, replaced, wall time."""
+    lines = ["| checkpoint | old top-1 | new top-1 | Δ pp | replaced | wall s |", "|---|---|---|---|---|---|"]
+    for model_id, r in sorted(record.items()):
+        lines.append(f"| `{model_id}` | {r['old_top1']:.2f} | {r['new_top1']:.2f} | {r['delta_pp']:+.2f} | "
+                     f"{'yes' if r['replaced'] else 'no'} | {r['wall_time_s']:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training.retrain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("ids", nargs="*", help="legacy checkpoint ids (default: every one not yet recorded)")
+    parser.add_argument("--data-root", type=Path)
+    parser.add_argument("--list", action="store_true", help="print the recorded table and exit")
+    args = parser.parse_args(argv)
+    if args.list:
+        print(table(read_record()))
+        return 0
+    manifest_file = manifest_path()
+    manifest = read_manifest(manifest_file)
+    legacy = legacy_ids(manifest)
+    wrong = [i for i in args.ids if i not in legacy]
+    if wrong:
+        print(f"error: not legacy checkpoints (published without recorded threads and curve): {wrong}; the legacy "
+              f"ones are {legacy}", file=sys.stderr)
+        return 2
+    done = read_record()
+    try:
+        for model_id in [i for i in legacy if i in args.ids or (not args.ids and i not in done)]:
+            r = retrain(model_id, manifest_file, args.data_root)
+            print(f"{model_id}: {r['old_top1']:.2f} -> {r['new_top1']:.2f} ({r['delta_pp']:+.2f} pp), "
+                  f"{'replaced' if r['replaced'] else 'kept the old checkpoint'}", flush=True)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
