@@ -72,3 +72,36 @@ def test_a_retrain_replaces_the_old_checkpoint_only_within_the_tolerance(tmp_pat
     assert "| `bp_mlp.mnist` |" in listed.stdout and "| yes |" in listed.stdout
     refused = retrain("bp_mlp.mnist")
     assert refused.returncode == 2 and "not legacy checkpoints" in refused.stderr
+
+
+def test_a_start_and_its_fine_tune_are_replaced_together_or_not_at_all(tmp_path: Path, data_root: Path) -> None:
+    """A start within the tolerance whose fine-tune falls outside it is put back, so the kept fine-tune still holds
+    the checkpoint it started from."""
+    clone = clone_of_this_tree(tmp_path / "clone")
+    manifest_file = clone / "weights_manifest.json"
+    manifest = json.loads(manifest_file.read_text())
+    pair = {e["id"]: e for e in manifest["weights"] if e["id"] in ("fa_mlp.mnist", "fa_mlp.fashion_mnist")}
+    for entry in pair.values():
+        entry["recipe"] = {k: v for k, v in entry["recipe"].items() if k not in ("threads", "curve")}
+    pair["fa_mlp.mnist"]["metrics"]["top1"] = 10.0  # any retrain beats it
+    pair["fa_mlp.fashion_mnist"]["metrics"]["top1"] = 99.9  # no tiny retrain comes within 0.3 of it
+    manifest_file.write_text(json.dumps(manifest, indent=1) + "\n")
+    tiny = {"entrypoint": "fa_mlp", "selected_on": "test", "notes": "seconds, for this test",
+            "defaults": {"arch": {"hidden": [16]}, "fit": {"epochs": 1}},
+            "datasets": {"mnist": {}, "fashion_mnist": {"init": "fa_mlp.mnist"}}}
+    (clone / "training" / "recipes" / "fa_mlp.json").write_text(json.dumps(tiny))
+    git(clone, "commit", "-qam", "the fa_mlp pair as legacy entries; a tiny fa_mlp recipe")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_DATA_ROOT": str(data_root)}
+    env.pop("ZOO_MANIFEST", None)
+    done = subprocess.run([sys.executable, "-m", "training.retrain", "fa_mlp.mnist"], cwd=clone, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "fa_mlp.mnist: 10.00 -> " in done.stdout and "fa_mlp.fashion_mnist: 99.90 -> " in done.stdout
+    record = json.loads((clone / "results" / "legacy_retrains.json").read_text())
+    assert not record["fa_mlp.mnist"]["replaced"] and "fa_mlp.fashion_mnist" in record["fa_mlp.mnist"]["note"]
+    assert not record["fa_mlp.fashion_mnist"]["replaced"]
+    after = {e["id"]: e for e in json.loads(manifest_file.read_text())["weights"] if e["id"] in pair}
+    assert after == pair, "both entries are the old ones again"
+    assert all((clone / e["file"]).is_file() for e in pair.values())
+    new_start = f"weights/fa_mlp.mnist-{record['fa_mlp.mnist']['new_sha256'][:8]}.safetensors"
+    assert not (clone / new_start).exists(), "the put-back start's new file is deleted"

@@ -10,7 +10,9 @@ recorded configuration is today's recipe's, which ``tests/test_published.py`` ch
 resumable by running the same command again. When it finishes, the new checkpoint replaces the published one only
 if its test top-1 is at least the old figure minus :data:`TOLERANCE_PP`: it is published with ``training.publish``'s
 checks and the old file is deleted (measure its attack figures afterwards: ``python -m training.robustness`` fills in
-every published entry that lacks them). Otherwise the old checkpoint stays and the record says so.
+every published entry that lacks them). Otherwise the old checkpoint stays and the record says so. A start and the
+legacy fine-tunes that start from it are one group, replaced together or not at all: a kept fine-tune keeps the
+checkpoint it started from.
 ``results/legacy_retrains.json`` records old and new top-1, the difference, whether it replaced, both SHA-256s, wall
 time, commit and CPU, written atomically as each run finishes,
 so an interrupted session keeps what it finished and a recorded id is not trained again.
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from training.provenance import REPO_ROOT, cpu_record
-from training.publish import publish_run
+from training.publish import publish_run, update_manifest
 from zoo.files import atomic_write_text
 from zoo.weights.manifest import Entry, Manifest, read_manifest
 from zoo.weights.paths import manifest_path
@@ -79,17 +81,15 @@ def train_run(entry: Entry, out: Path, data_root: Path | None) -> Entry:
 
 def retrain(model_id: str, manifest_file: Path, data_root: Path | None, runs: Path = RUNS,
             record_path: Path = RECORD) -> dict[str, Any]:
-    """Retrain ``model_id``, publish it if :func:`replaces` says so, and record the outcome; the record."""
+    """Retrain ``model_id``, publish it if :func:`replaces` says so (keeping the old file), and record the outcome;
+    the record."""
     old = read_manifest(manifest_file).entries[model_id]
     if not is_legacy(old):
         raise ValueError(f"{model_id} is not a legacy checkpoint: its entry records threads and a learning curve")
     new = train_run(old, runs / model_id, data_root)
     replaced = replaces(old.metrics["top1"], new.metrics["top1"])
     if replaced:
-        published = publish_run(runs / model_id, manifest_file, data_root)
-        others = {e.file for e in read_manifest(manifest_file).entries.values()}
-        if old.file != published.file and old.file not in others:
-            (manifest_file.parent / str(old.file)).unlink(missing_ok=True)
+        publish_run(runs / model_id, manifest_file, data_root)  # the old file stays until its group is decided
     outcome = {"old_top1": old.metrics["top1"], "new_top1": new.metrics["top1"],
                "delta_pp": round(new.metrics["top1"] - old.metrics["top1"], 2), "replaced": replaced,
                "old_sha256": old.sha256, "new_sha256": new.sha256, "wall_time_s": new.recipe["wall_time_s"],
@@ -98,6 +98,33 @@ def retrain(model_id: str, manifest_file: Path, data_root: Path | None, runs: Pa
     record[model_id] = outcome
     atomic_write_text(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return outcome
+
+
+def retrain_group(group: Sequence[str], manifest_file: Path, data_root: Path | None, runs: Path = RUNS,
+                  record_path: Path = RECORD) -> dict[str, dict[str, Any]]:
+    """Retrain a start checkpoint and its legacy fine-tunes (``group``, the start first; each fine-tune trains from
+    the start as published by then) as one: if any member is kept, the replaced ones are put back to their old
+    entries, so a kept fine-tune keeps the checkpoint it started from; otherwise the old files of the replaced members
+    are deleted. The records."""
+    olds = {i: read_manifest(manifest_file).entries[i] for i in group}
+    outcomes = {i: retrain(i, manifest_file, data_root, runs, record_path) for i in group}
+    kept = [i for i in group if not outcomes[i]["replaced"]]
+    for model_id in [i for i in group if outcomes[i]["replaced"]]:
+        if kept:  # put back: update_manifest deletes the new file, which git HEAD does not name
+            update_manifest(manifest_file, olds[model_id])
+            outcomes[model_id] |= {"replaced": False, "note": f"within the tolerance, but {', '.join(kept)} of its "
+                                   "group fell outside it and was kept, so the group keeps its old checkpoints"}
+        elif olds[model_id].file not in {e.file for e in read_manifest(manifest_file).entries.values()}:
+            (manifest_file.parent / str(olds[model_id].file)).unlink(missing_ok=True)
+    record = read_record(record_path) | outcomes
+    atomic_write_text(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+    return outcomes
+
+
+def groups(ids: Sequence[str], manifest: Manifest) -> list[list[str]]:
+    """``ids`` (in :func:`legacy_ids` order) as retrain groups: each start with the ids that fine-tune from it."""
+    starts = [i for i in ids if recipe_init(manifest.entries[i]) not in ids]
+    return [[s, *(i for i in ids if recipe_init(manifest.entries[i]) == s)] for s in starts]
 
 
 def table(record: dict[str, Any]) -> str:
@@ -129,10 +156,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     done = read_record()
     try:
-        for model_id in [i for i in legacy if i in args.ids or (not args.ids and i not in done)]:
-            r = retrain(model_id, manifest_file, args.data_root)
-            print(f"{model_id}: {r['old_top1']:.2f} -> {r['new_top1']:.2f} ({r['delta_pp']:+.2f} pp), "
-                  f"{'replaced' if r['replaced'] else 'kept the old checkpoint'}", flush=True)
+        chosen = {i for i in legacy if i in args.ids or (not args.ids and i not in done)}
+        chosen |= {i for i in legacy if recipe_init(manifest.entries[i]) in chosen}  # a start brings its fine-tunes
+        for group in groups([i for i in legacy if i in chosen], manifest):
+            for model_id, r in retrain_group(group, manifest_file, args.data_root).items():
+                print(f"{model_id}: {r['old_top1']:.2f} -> {r['new_top1']:.2f} ({r['delta_pp']:+.2f} pp), "
+                      f"{'replaced' if r['replaced'] else 'kept the old checkpoint'}", flush=True)
     except (ValueError, RuntimeError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
