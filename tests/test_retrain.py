@@ -90,6 +90,8 @@ def test_a_start_and_its_fine_tune_are_replaced_together_or_not_at_all(tmp_path:
             "defaults": {"arch": {"hidden": [16]}, "fit": {"epochs": 1}},
             "datasets": {"mnist": {}, "fashion_mnist": {"init": "fa_mlp.mnist"}}}
     (clone / "training" / "recipes" / "fa_mlp.json").write_text(json.dumps(tiny))
+    (clone / "results" / "legacy_retrains.json").write_text("{}\n")  # tracked, as in the zoo: written between runs
+    git(clone, "add", "results/legacy_retrains.json")
     git(clone, "commit", "-qam", "the fa_mlp pair as legacy entries; a tiny fa_mlp recipe")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_DATA_ROOT": str(data_root)}
     env.pop("ZOO_MANIFEST", None)
@@ -100,6 +102,7 @@ def test_a_start_and_its_fine_tune_are_replaced_together_or_not_at_all(tmp_path:
     record = json.loads((clone / "results" / "legacy_retrains.json").read_text())
     assert not record["fa_mlp.mnist"]["replaced"] and "fa_mlp.fashion_mnist" in record["fa_mlp.mnist"]["note"]
     assert not record["fa_mlp.fashion_mnist"]["replaced"]
+    assert all("-dirty" not in r["git_commit"] for r in record.values()), "results/ is data, not code"
     after = {e["id"]: e for e in json.loads(manifest_file.read_text())["weights"] if e["id"] in pair}
     assert after == pair, "both entries are the old ones again"
     assert all((clone / e["file"]).is_file() for e in pair.values())

@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 # Paths a training run itself writes or that do not affect training; changes there do not make a tree dirty.
 # Where an untracked file is code the run may import or read (a module, a recipe).
 UNTRACKED_CODE = ("zoo", "training", "hubconf.py")
-NOT_CODE = ("weights/", "weights_manifest.json", "README.md", "docs/", "runs/", "training/in_progress/")
+NOT_CODE = ("weights/", "weights_manifest.json", "README.md", "docs/", "results/", "runs/", "training/in_progress/")
 
 
 def cpu_model() -> str:
