@@ -119,3 +119,16 @@ def test_compare_and_explain_take_a_run_folder_beside_an_id(run: Path, tmp_path:
     assert json.loads((tmp_path / "explain" / "attributions.json").read_text())["ids"] == ids
     maps = load_file(tmp_path / "explain" / "attributions.safetensors")
     assert set(maps) == set(ids) and all(m.shape == (2, 1, 28, 28) for m in maps.values())
+
+
+def test_an_arch_record_without_a_default_option_is_the_same_architecture(run: Path, tmp_path: Path) -> None:
+    """A record written before an option existed (no ``activation``) and one naming its default share a baseline."""
+    from zoo.evaluation.representations import untrained_baselines
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(run, legacy)
+    record = json.loads((legacy / "entry.json").read_text())
+    assert record["arch"].pop("activation") == get_family("bp_mlp").default_arch["activation"]
+    (legacy / "entry.json").write_text(json.dumps(record))
+    assert "activation" not in get_entry(str(legacy)).arch
+    assert list(untrained_baselines([str(run), str(legacy)])) == ["bp_mlp.untrained"]

@@ -336,7 +336,8 @@ def _save(fig: Any, out: Path) -> Path:
 
 def untrained_baselines(model_ids: Sequence[str]) -> dict[str, nn.Module]:
     """One untrained model (seed ``BASELINE_SEED``, eval mode) per distinct architecture among ``model_ids``
-    (the registered architecture and its ``arch`` record, less the keys that only act in training), built by the
+    (the registered architecture and its ``arch`` record with the family's defaults filled in, less the keys that
+    only act in training), built by the
     family of the first id that has it and named ``<entrypoint>.untrained``, or ``<entrypoint>.untrained[<id>]`` when
     an earlier architecture of the same entrypoint took that name (a run folder trained with another width)."""
     from zoo.api import get_entry
@@ -346,7 +347,8 @@ def untrained_baselines(model_ids: Sequence[str]) -> dict[str, nn.Module]:
     for model_id in model_ids:
         entry = get_entry(model_id)
         family = get_family(entry.entrypoint)
-        network = {k: v for k, v in entry.arch.items() if k not in TRAINING_ONLY_KEYS}
+        resolved = {**family.default_arch, **entry.arch}  # a record written before an option existed omits it
+        network = {k: v for k, v in resolved.items() if k not in TRAINING_ONLY_KEYS}
         key = (family.architecture or family.name, json.dumps(network, sort_keys=True))
         if key not in baselines:
             torch.manual_seed(BASELINE_SEED)
