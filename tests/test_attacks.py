@@ -2,6 +2,8 @@
 computations on tiny nets, and its manifest record."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from torch import nn
@@ -14,10 +16,11 @@ from zoo.evaluation.attacks import (
     logit_temperature,
     robust_top1,
     robustness_metrics,
+    stale_transfer_source,
     zero_gradient_fraction,
 )
 from zoo.registry import get_family
-from zoo.weights.manifest import Entry
+from zoo.weights.manifest import Entry, Manifest, write_manifest
 
 pytest.importorskip("foolbox", reason="the analysis extra (foolbox) is in requirements-dev")
 
@@ -97,7 +100,10 @@ def test_transfer_uses_the_source_and_robustness_block_is_valid() -> None:
     images = torch.randint(0, 256, (40, 1, 28, 28), dtype=torch.uint8)
     labels = torch.arange(40) % 10
     block = robustness_metrics(model, images, labels, "mnist", source=source, source_id="bp_mlp.mnist",
-                               n_images=30)
+                               source_sha256="5" * 64, n_images=30)
+    assert block["transfer_source"] == "bp_mlp.mnist" and block["transfer_source_sha256"] == "5" * 64
+    with pytest.raises(ValueError, match="needs its id and checkpoint SHA-256"):
+        robustness_metrics(model, images, labels, "mnist", source=source, source_id="bp_mlp.mnist", n_images=30)
     assert block["n_eval"] == 30 and set(block["top1_pgd"]) == {"white_box", "rule_gradient", "transfer"}
     assert set(block["top1_fgsm"]["transfer"]) == {"0.05", "0.1", "0.2", "0.3"}
     assert block["top1_pgd"]["white_box"]["0.3"] <= block["top1_clean"]
@@ -112,6 +118,9 @@ def test_transfer_uses_the_source_and_robustness_block_is_valid() -> None:
         Entry.from_dict(manifest_entry({"robustness": broken}))
     with pytest.raises(ManifestError, match="transfer_source"):
         Entry.from_dict(manifest_entry({"robustness": {**block, "transfer_source": None}}))
+    for sha in ("5" * 63, None, "X" * 64):
+        with pytest.raises(ManifestError, match="transfer_source_sha256"):
+            Entry.from_dict(manifest_entry({"robustness": {**block, "transfer_source_sha256": sha}}))
     assert block["logit_temperature"] == {"white_box": 1.0, "rule_gradient": 1.0, "transfer": 1.0}
     unrecorded = {k: v for k, v in block.items() if k != "logit_temperature"}
     with pytest.raises(ManifestError, match="missing required field.*logit_temperature"):
@@ -140,6 +149,37 @@ def manifest_entry(extra_metrics: dict[str, object], model_id: str = "fa_mlp.mni
             "url": "https://example.org/x"}
 
 
+def attack_block(models: dict[str, dict[str, float]], source: str | None = "bp_mlp.mnist",
+                 source_sha256: str | None = "0" * 64) -> dict[str, object]:
+    """A valid ``metrics.robustness`` with the same curves for every attack and attack model."""
+    return {"n_eval": 10, "top1_clean": 99.0, "pgd": {"steps": 20}, "transfer_source": source,
+            "transfer_source_sha256": source_sha256, "logit_temperature": dict.fromkeys(models, 1.0),
+            "top1_fgsm": models, "top1_pgd": models}
+
+
+def test_a_replaced_transfer_source_makes_the_attack_figures_stale(tmp_path) -> None:
+    """Figures crafted on a checkpoint the zoo no longer has are found, reported and measured again."""
+    from training.robustness import to_measure
+
+    curve = {"0.05": 90.0, "0.1": 50.0, "0.2": 10.0, "0.3": 1.0}
+    source = Entry.from_dict(manifest_entry({"robustness": attack_block({"white_box": curve}, None, None)},
+                                            "bp_mlp.mnist"))  # its checkpoint's sha256 is "0" * 64
+    crafted_on_it = Entry.from_dict(manifest_entry({"robustness": attack_block({"white_box": curve,
+                                                                                "transfer": curve})}))
+    entries = {e.id: e for e in (source, crafted_on_it)}
+    assert stale_transfer_source(crafted_on_it, entries) is None and stale_transfer_source(source, entries) is None
+    replaced = dataclasses.replace(source, sha256="1" * 64)
+    reason = stale_transfer_source(crafted_on_it, {**entries, source.id: replaced})
+    assert reason == ("fa_mlp.mnist: its transfer attack was crafted on bp_mlp.mnist (sha256 000000000000), but "
+                      "the zoo's transfer source is now bp_mlp.mnist (sha256 111111111111)")
+    assert "now no model" in str(stale_transfer_source(crafted_on_it, {crafted_on_it.id: crafted_on_it}))
+    manifest_file = tmp_path / "weights_manifest.json"
+    write_manifest(Manifest(entries), manifest_file)
+    assert to_measure(manifest_file, [], force=False) == []
+    write_manifest(Manifest({**entries, source.id: replaced}), manifest_file)
+    assert to_measure(manifest_file, [], force=False) == ["fa_mlp.mnist"]
+
+
 def test_robustness_curves_are_the_recorded_figures_drawn_and_written(tmp_path) -> None:
     pytest.importorskip("matplotlib")
     import json
@@ -148,8 +188,7 @@ def test_robustness_curves_are_the_recorded_figures_drawn_and_written(tmp_path) 
 
     curve = {"0.05": 90.0, "0.1": 50.0, "0.2": 10.0, "0.3": 1.0}
     models = {"white_box": curve, "rule_gradient": curve, "transfer": curve}
-    block = {"n_eval": 10, "top1_clean": 99.0, "pgd": {"steps": 20}, "transfer_source": "bp_mlp.mnist",
-             "logit_temperature": dict.fromkeys(models, 1.0), "top1_fgsm": models, "top1_pgd": models}
+    block = attack_block(models)
     measured = Entry.from_dict(manifest_entry({"robustness": block, "top1_fgsm": {"0.05": 70.0, "0.1": 40.0}}))
     bare = Entry.from_dict(manifest_entry({}, "bp_mlp.mnist"))
     paths = write_robustness_curves([measured, bare], tmp_path / "out")

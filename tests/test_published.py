@@ -11,6 +11,7 @@ import zoo
 from training.recipes import effective_config
 from training.train import parse_args, resolved_config
 from zoo.data import load_split
+from zoo.evaluation.attacks import stale_transfer_source
 from zoo.evaluation.evaluate import top1
 from zoo.weights.manifest import read_manifest
 from zoo.weights.paths import REPO_ROOT
@@ -77,3 +78,10 @@ def test_the_weights_folder_holds_exactly_the_published_files() -> None:
     named = {str(e.file) for e in MANIFEST.entries.values() if e.file}
     present = {f"weights/{p.name}" for p in (REPO_ROOT / "weights").iterdir()}
     assert present == named
+
+
+def test_every_attack_figure_was_crafted_on_the_zoos_transfer_source() -> None:
+    """A retrain that replaces a backprop checkpoint leaves the transfer figures of its architecture's other models
+    stale until ``python -m training.robustness`` measures them again."""
+    stale = [stale_transfer_source(e, MANIFEST.entries) for e in MANIFEST.entries.values() if e.published]
+    assert [reason for reason in stale if reason] == []

@@ -1,6 +1,7 @@
 """Measure the attack comparison of published checkpoints and record it as their ``metrics.robustness``.
 
-    python -m training.robustness                      # every published checkpoint that lacks it
+    python -m training.robustness                      # every published checkpoint that lacks it or whose
+                                                       # transfer source was replaced since
     python -m training.robustness fa_mlp.mnist --force # these ids, measured again
     python -m training.robustness runs/my_rule         # a training run's folder: written into its entry.json
 
@@ -21,7 +22,7 @@ from typing import Any, Sequence
 from training.publish import update_manifest
 from zoo.api import get_entry
 from zoo.data import load_split
-from zoo.evaluation.attacks import ATTACK_IMAGES, measure_checkpoint
+from zoo.evaluation.attacks import ATTACK_IMAGES, measure_checkpoint, stale_transfer_source
 from zoo.weights.manifest import Entry, read_manifest
 from zoo.weights.paths import manifest_path
 from zoo.weights.run_folder import is_run_folder, read_run_folder, write_run_entry
@@ -29,13 +30,15 @@ from zoo.weights.run_folder import is_run_folder, read_run_folder, write_run_ent
 
 def to_measure(manifest_file: Path, ids: Sequence[str], force: bool) -> list[str]:
     """The ids to measure: ``ids`` (each published, or a training run's folder), else every published entry without
-    the figures; backprop models first, since they are the transfer sources of the others."""
+    the figures or with figures whose transfer source is no longer the zoo's (:func:`stale_transfer_source`: a
+    retrain replaced it); backprop models first, since they are the transfer sources of the others."""
     entries = read_manifest(manifest_file).entries
     unknown = [i for i in ids if not is_run_folder(i) and (i not in entries or not entries[i].published)]
     if unknown:
         raise ValueError(f"not published checkpoints or run folders: {unknown}")
     chosen = list(ids) or [i for i, e in entries.items() if e.published]
-    chosen = [i for i in chosen if force or ids or "robustness" not in entries[i].metrics]
+    chosen = [i for i in chosen if force or ids or "robustness" not in entries[i].metrics
+              or stale_transfer_source(entries[i], entries) is not None]
     return sorted(chosen, key=lambda i: (not i.startswith("bp_"), i))
 
 

@@ -23,7 +23,7 @@ number changes no prediction, only the loss the attack climbs; a model no temper
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 from torch import Tensor, nn
@@ -38,6 +38,7 @@ from zoo.evaluation.metric_grid import (
     perturbation_size,
 )
 from zoo.rules.base import RuleLayer, give_labels
+from zoo.weights.manifest import Entry
 
 PGD_STEPS = 20
 PGD_REL_STEPSIZE = 2.5 / PGD_STEPS
@@ -189,10 +190,15 @@ def robust_top1(model: nn.Module, images: Tensor, labels: Tensor, epsilon_keys: 
 
 def robustness_metrics(model: nn.Module, images: Tensor, labels: Tensor, dataset: str, *,
                        source: nn.Module | None = None, source_id: str | None = None,
-                       n_images: int = ATTACK_IMAGES) -> dict[str, Any]:
+                       source_sha256: str | None = None, n_images: int = ATTACK_IMAGES) -> dict[str, Any]:
     """The manifest's ``metrics.robustness``: FGSM and PGD accuracy at the dataset's ε grid under each attack model
-    that applies (``rule_gradient`` where the model has rule layers, ``transfer`` where a ``source`` is given), on
-    the first ``n_images`` test images, with what was run (the logit temperature of each attack model included)."""
+    that applies (``rule_gradient`` where the model has rule layers, ``transfer`` where a ``source`` is given, named
+    by ``source_id`` and the SHA-256 of its checkpoint), on the first ``n_images`` test images, with what was run
+    (the logit temperature of each attack model included)."""
+    if (source is None) != (source_id is None) or (source is None) != (source_sha256 is None):
+        raise ValueError("a transfer source needs its id and checkpoint SHA-256, and those need the source: got "
+                         f"source={'a model' if source is not None else None}, source_id={source_id!r}, "
+                         f"source_sha256={source_sha256!r}")
     images, labels = images[:n_images], labels[:n_images]
     keys = attack_epsilons(dataset)
     model.eval()
@@ -207,6 +213,7 @@ def robustness_metrics(model: nn.Module, images: Tensor, labels: Tensor, dataset
         "top1_clean": round(100.0 * _correct(model, images.to(torch.float32).div(255.0), labels) / len(labels), 2),
         "pgd": {"steps": PGD_STEPS, "step_size": "2.5 * eps / steps", "random_start": True, "restarts": 1},
         "transfer_source": source_id,
+        "transfer_source_sha256": source_sha256,
         "logit_temperature": temperatures,
     }
     for attack in ATTACKS:
@@ -220,12 +227,40 @@ def transfer_source_id(model_id: str) -> str | None:
     the same architecture and dataset (``bp_mlp`` for networks of a rule's own, which take the same flattened
     images), if published and not ``model_id`` itself."""
     from zoo.api import get_entry, manifest
+
+    source = transfer_source(get_entry(model_id), str(model_id), manifest().entries)
+    return None if source is None else source.id
+
+
+def transfer_source(entry: Entry, model_id: str, entries: Mapping[str, Entry]) -> Entry | None:
+    """The published entry among ``entries`` that a transfer attack on ``entry`` (named ``model_id``: its id, or
+    the run folder it was read from) is crafted on; ``None`` where there is none (:func:`transfer_source_id`)."""
     from zoo.registry import get_family
 
-    entry = get_entry(model_id)
     source = f"bp_{get_family(entry.entrypoint).architecture or 'mlp'}.{entry.dataset}"
-    candidate = manifest().entries.get(source)
-    return source if source != model_id and candidate is not None and candidate.published else None
+    candidate = entries.get(source)
+    return candidate if source != model_id and candidate is not None and candidate.published else None
+
+
+def stale_transfer_source(entry: Entry, entries: Mapping[str, Entry]) -> str | None:
+    """Why the transfer attack recorded in ``entry``'s ``metrics.robustness`` (published, or a run folder's) no longer
+    describes the zoo (its source checkpoint was replaced, withdrawn or newly published), or ``None`` when it does
+    (or nothing is recorded): figures to measure again with ``python -m training.robustness``."""
+    block = entry.metrics.get("robustness")
+    if block is None:
+        return None
+    recorded = (block["transfer_source"], block["transfer_source_sha256"])
+    name = entry.id if entry.location is None else str(entry.location)  # a run folder's model is no published one
+    source = transfer_source(entry, name, entries)
+    current = (None, None) if source is None else (source.id, source.sha256)
+    if recorded == current:
+        return None
+    return (f"{entry.id}: its transfer attack was crafted on {_named(*recorded)}, but the zoo's transfer source is "
+            f"now {_named(*current)}")
+
+
+def _named(source_id: str | None, sha256: str | None) -> str:
+    return "no model" if source_id is None else f"{source_id} (sha256 {str(sha256)[:12]})"
 
 
 def measure_checkpoint(model_id: str, images: Tensor, labels: Tensor, *, n_images: int = ATTACK_IMAGES,
@@ -238,4 +273,5 @@ def measure_checkpoint(model_id: str, images: Tensor, labels: Tensor, *, n_image
     source_id = transfer_source_id(model_id)
     source_model = load(source_id, source=source) if source_id else None
     return robustness_metrics(load(model_id, source=source), images, labels, entry.dataset, source=source_model,
-                              source_id=source_id, n_images=n_images)
+                              source_id=source_id, source_sha256=get_entry(source_id).sha256 if source_id else None,
+                              n_images=n_images)

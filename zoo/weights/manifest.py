@@ -186,8 +186,8 @@ def _check_robustness(block: Any, dataset: str, where: str) -> None:
     """``metrics.robustness``: FGSM and PGD accuracy per attack model (white_box always) at the attack grid."""
     name = "metrics.robustness"
     _check(isinstance(block, Mapping), where, name, "an object", block)
-    _require(block, ("n_eval", "top1_clean", "pgd", "transfer_source", "logit_temperature",
-                    *(f"top1_{a}" for a in ATTACKS)),
+    _require(block, ("n_eval", "top1_clean", "pgd", "transfer_source", "transfer_source_sha256",
+                     "logit_temperature", *(f"top1_{a}" for a in ATTACKS)),
              f"{where}: {name}")
     _check(isinstance(block["n_eval"], int) and block["n_eval"] > 0, where, f"{name}.n_eval", "a positive integer",
            block["n_eval"])
@@ -210,6 +210,10 @@ def _check_robustness(block: Any, dataset: str, where: str) -> None:
     has_transfer = "transfer" in attacked
     _check(has_transfer == isinstance(block["transfer_source"], str), where, f"{name}.transfer_source",
            "the id the transfer attack was crafted on (null without a transfer attack)", block["transfer_source"])
+    sha = block["transfer_source_sha256"]
+    _check(sha is None if block["transfer_source"] is None else isinstance(sha, str) and bool(_HEX64.match(sha)),
+           where, f"{name}.transfer_source_sha256", "the SHA-256 (64 lowercase hex digits) of the transfer source's "
+           "checkpoint (null without a transfer attack)", sha)
 
 
 def _check_curve(curve: Any, keys: tuple[str, ...], where: str, name: str) -> None:

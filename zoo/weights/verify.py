@@ -32,14 +32,16 @@ class Check:
 
 
 def verify_entry(entry: Entry, data_root: Path | None = None) -> list[Check]:
-    """All checks of one published entry (file hash and size, parameter count, test top-1)."""
+    """All checks of one published entry (file hash and size, parameter count, test top-1, and that the transfer
+    source its attack figures record is still the zoo's)."""
+    checks = verify_transfer_source(entry)
     try:
         path = resolve_file(entry, "auto")
     except HashMismatchError as exc:
-        return [Check(entry.id, "sha256", entry.sha256, exc.actual, False)]
+        return [*checks, Check(entry.id, "sha256", entry.sha256, exc.actual, False)]
     except (ZooError, FileNotFoundError) as exc:
-        return [Check(entry.id, "file", entry.file, f"unavailable: {exc}", False)]
-    checks = [Check(entry.id, "sha256", entry.sha256, entry.sha256, True),
+        return [*checks, Check(entry.id, "file", entry.file, f"unavailable: {exc}", False)]
+    checks += [Check(entry.id, "sha256", entry.sha256, entry.sha256, True),
               Check(entry.id, "size", entry.size_bytes, path.stat().st_size, path.stat().st_size == entry.size_bytes)]
     model = build_from_entry(entry, path)
     num_params = sum(p.numel() for p in model.parameters())
@@ -55,6 +57,19 @@ def verify_entry(entry: Entry, data_root: Path | None = None) -> list[Check]:
     checks.append(Check(entry.id, "top1", expected, accuracy,
                         len(labels) == entry.metrics["n_eval"] and abs(accuracy - expected) <= TOP1_TOLERANCE))
     return checks
+
+
+def verify_transfer_source(entry: Entry) -> list[Check]:
+    """Whether the transfer attack in ``metrics.robustness`` was crafted on the checkpoint the zoo's transfer source
+    is now (same id and SHA-256; :func:`zoo.evaluation.attacks.stale_transfer_source`); none without figures."""
+    from zoo.api import manifest
+    from zoo.evaluation.attacks import stale_transfer_source
+
+    if "robustness" not in entry.metrics:
+        return []
+    stale = stale_transfer_source(entry, manifest().entries)
+    return [Check(entry.id, "transfer", entry.metrics["robustness"]["transfer_source"], stale or "current",
+                  stale is None)]
 
 
 def verify_robustness(entry: Entry, data_root: Path | None = None) -> list[Check]:
