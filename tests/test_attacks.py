@@ -168,7 +168,7 @@ def test_a_replaced_transfer_source_makes_the_attack_figures_stale(tmp_path) -> 
                                                                                 "transfer": curve})}))
     entries = {e.id: e for e in (source, crafted_on_it)}
     assert stale_transfer_source(crafted_on_it, entries) is None and stale_transfer_source(source, entries) is None
-    replaced = dataclasses.replace(source, sha256="1" * 64)
+    replaced = dataclasses.replace(source, sha256="1" * 64, file="weights/bp_mlp.mnist-11111111.safetensors")
     reason = stale_transfer_source(crafted_on_it, {**entries, source.id: replaced})
     assert reason == ("fa_mlp.mnist: its transfer attack was crafted on bp_mlp.mnist (sha256 000000000000), but "
                       "the zoo's transfer source is now bp_mlp.mnist (sha256 111111111111)")
