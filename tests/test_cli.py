@@ -147,6 +147,22 @@ def test_robustness_is_recorded_then_verified(tiny_zoo) -> None:
     assert tempered.returncode == 1 and "FAIL" in tempered.stdout and "logit_temperature" in tempered.stdout
 
 
+def test_figures_measured_on_a_replaced_checkpoint_are_not_recorded(tiny_zoo) -> None:
+    """A retrain replacing the checkpoint while its attack figures are measured: the figures are not written."""
+    pytest.importorskip("foolbox")
+    from training.publish import PublishError
+    from training.robustness import main as measure
+    from training.robustness import record
+
+    assert measure([tiny_zoo.model_id, "--images", "20"]) == 0
+    before = tiny_zoo.manifest.read_bytes()
+    block = json.loads(before)["weights"][0]["metrics"]["robustness"]
+    record(tiny_zoo.manifest, tiny_zoo.model_id, block, tiny_zoo.sha256)  # the measured checkpoint: written
+    with pytest.raises(PublishError, match="changed while it was measured.*nothing written"):
+        record(tiny_zoo.manifest, tiny_zoo.model_id, block, "f" * 64)
+    assert tiny_zoo.manifest.read_bytes() == before
+
+
 def test_download_puts_the_checkpoint_in_the_torch_hub_cache(tiny_zoo) -> None:
     """As timm and torchvision users expect: even when the checkout has the file, ``download`` leaves a verified copy
     in ``$TORCH_HOME/hub/checkpoints`` (no network needed for it) and prints that path."""

@@ -120,15 +120,21 @@ def install_run(entry: Entry, checkpoint: Path, manifest_file: Path) -> Entry:
     return entry
 
 
-def update_manifest(manifest_file: Path, entry: Entry, *, replace_published: bool = True) -> None:
+def update_manifest(manifest_file: Path, entry: Entry, *, replace_published: bool = True,
+                    expect_sha256: str | None = None) -> None:
     """Add or replace ``entry`` (keeping the manifest's file mode); delete the file of the entry it replaces if no
     longer referenced and not named by the manifest at git ``HEAD``. A pending ``entry`` replaces a published one
-    only with ``replace_published``."""
+    only with ``replace_published``. With ``expect_sha256``, the entry is written only if the manifest's entry still
+    has that checkpoint (a figure measured on a file another process replaced meanwhile raises, writing nothing)."""
     with FileLock(str(manifest_file) + ".lock"):  # parallel training runs each add their entry
         exists = manifest_file.is_file()
         current = read_manifest(manifest_file) if exists else Manifest({})
         mode = stat.S_IMODE(manifest_file.stat().st_mode) if exists else 0o644
         old = current.entries.get(entry.id)
+        if expect_sha256 is not None and (old is None or old.sha256 != expect_sha256):
+            now = "no entry" if old is None else f"checkpoint {str(old.sha256)[:12]}"
+            raise PublishError(f"{entry.id} changed while it was measured: the manifest now has {now}, not the "
+                               f"measured {expect_sha256[:12]}; nothing written")
         if old is not None and old.published and not entry.published and not replace_published:
             raise PublishError(f"{entry.id} is published ({old.file}, top-1 {old.metrics.get('top1')}%); turning it "
                                "back into a pending entry needs --replace-published (its file is kept)")

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from training.publish import update_manifest
+from training.publish import PublishError, update_manifest
 from zoo.api import get_entry
 from zoo.data import load_split
 from zoo.evaluation.attacks import ATTACK_IMAGES, measure_checkpoint, stale_transfer_source
@@ -42,16 +42,18 @@ def to_measure(manifest_file: Path, ids: Sequence[str], force: bool) -> list[str
     return sorted(chosen, key=lambda i: (not i.startswith("bp_"), i))
 
 
-def record(manifest_file: Path, model_id: str, block: dict[str, Any]) -> None:
-    """Add ``block`` as ``metrics.robustness`` to the entry of ``model_id``: in the manifest (re-read under its lock,
-    since others may have written meanwhile), or in the run folder's ``entry.json``."""
+def record(manifest_file: Path, model_id: str, block: dict[str, Any], measured_sha256: str | None) -> None:
+    """Add ``block`` as ``metrics.robustness`` to the entry of ``model_id``: in the manifest, only if its checkpoint
+    is still the measured one (``measured_sha256``; a retrain may replace it meanwhile: then
+    :class:`~training.publish.PublishError`), or in the run folder's ``entry.json``."""
     if is_run_folder(model_id):
         current = read_run_folder(model_id)
         write_run_entry(model_id, dataclasses.replace(current, metrics={**current.metrics, "robustness": block}))
         return
     current = read_manifest(manifest_file).entries[model_id]
     update_manifest(manifest_file, Entry.from_dict({**current.to_dict(), "metrics": {**current.metrics,
-                                                                                       "robustness": block}}))
+                                                                                       "robustness": block}}),
+                    expect_sha256=measured_sha256)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,15 +66,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-root", type=Path)
     args = parser.parse_args(argv)
     manifest_file = manifest_path()  # $ZOO_MANIFEST points elsewhere; the models load from the same manifest
+    changed = []
     for model_id in to_measure(manifest_file, args.ids, args.force):
         start = time.perf_counter()
         entry = get_entry(model_id)
         images, labels = load_split(entry.dataset, "test", args.data_root)
         block = measure_checkpoint(model_id, images, labels, n_images=args.images)
-        record(manifest_file, model_id, block)
+        try:
+            record(manifest_file, model_id, block, entry.sha256)
+        except PublishError as exc:
+            print(f"{model_id}: not recorded: {exc}", file=sys.stderr, flush=True)
+            changed.append(model_id)
+            continue
         pgd = block["top1_pgd"]
         print(f"{model_id}: PGD top-1 by attack model {pgd} ({time.perf_counter() - start:.0f} s)", flush=True)
-    return 0
+    if changed:
+        print(f"measure these again: python -m training.robustness {' '.join(changed)}", file=sys.stderr)
+    return 1 if changed else 0
 
 
 if __name__ == "__main__":
