@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from training_runs import REPO, TINY_BP_MLP, checkpoint_of, clone_of_this_tree, git, run_entry
 
 from training.reproduce import FAILED, compare, first_departure, main
@@ -50,8 +51,24 @@ def test_a_different_rerun_says_where_it_departs(tmp_path, data_root) -> None:
     assert first_departure(one.recipe["curve"], one.recipe["curve"]) is None
 
 
-def test_an_entry_without_a_clean_recorded_commit_cannot_be_reproduced(capsys) -> None:
-    manifest = json.loads((REPO / "weights_manifest.json").read_text())
-    dirty = next(e["id"] for e in manifest["weights"] if "-dirty" in str(e.get("recipe", {}).get("git_commit", "")))
-    assert main([dirty]) == FAILED
-    assert "uncommitted code" in capsys.readouterr().err
+@pytest.mark.parametrize(("recipe", "says"), [
+    ({"git_commit": "4450d5d013e1fc97be8b959d82b7892da6bd2ac6-dirty"}, "was trained from uncommitted code"),
+    ({"git_commit": "unknown"}, "records no commit"),
+    ({"threads": None, "curve": None}, "before the engine recorded a run's thread count and learning curve"),
+])
+def test_an_entry_without_a_clean_recorded_run_cannot_be_reproduced(recipe: dict[str, object], says: str, tmp_path,
+                                                                    monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    """Refused with the reason and what ``training.retrain`` offers, before any worktree or run."""
+    raw = json.loads((REPO / "weights_manifest.json").read_text())
+    entry = next(e for e in raw["weights"] if e["id"] == "fa_mlp.mnist")
+    for key, value in recipe.items():
+        if value is None:
+            del entry["recipe"][key]
+        else:
+            entry["recipe"][key] = value
+    manifest = tmp_path / "weights_manifest.json"
+    manifest.write_text(json.dumps(raw))
+    monkeypatch.setenv("ZOO_MANIFEST", str(manifest))
+    assert main(["fa_mlp.mnist"]) == FAILED
+    err = capsys.readouterr().err
+    assert says in err and "training.retrain" in err

@@ -7,8 +7,9 @@ recorded seed, thread count, process count and device, starting (for a fine-tune
 checkpoint, found by its SHA-256 whatever the manifest at that commit says. The report says whether the bytes are
 identical; if not, the first epoch where the learning curve departs, the top-1 difference and the largest weight
 difference; and the CPU model and instruction set of both runs (identical bytes are only expected on the same kind
-of CPU). Exit status: 0 identical, 1 different, 2 could not reproduce (no recorded commit, uncommitted code, a
-missing starting checkpoint, a failed run).
+of CPU). Exit status: 0 identical, 1 different, 2 could not reproduce (no recorded commit, uncommitted code, an
+entry trained before the engine recorded its threads and curve, a missing starting checkpoint, a failed run; the
+message says what ``training.retrain`` measured for such an entry).
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ import torch
 from safetensors.torch import load_file
 
 from training.provenance import REPO_ROOT, cpu_record
+from training.retrain import RECORD, is_legacy, read_record
 from zoo.weights.integrity import sha256_file
 from zoo.weights.manifest import Entry, Manifest, read_manifest
 from zoo.weights.paths import MANIFEST_NAME, manifest_path
@@ -99,13 +101,30 @@ def compare(recorded: Entry, recorded_file: Path, again: Entry, again_file: Path
 
 
 def recorded_commit(entry: Entry) -> str:
-    """The commit the entry was trained at; entries without a clean recorded commit cannot be reproduced."""
+    """The commit the entry was trained at; entries without a clean recorded commit, or trained before the engine
+    recorded its thread count and learning curve (:func:`training.retrain.is_legacy`), cannot be reproduced."""
     commit = str(entry.recipe.get("git_commit", ""))
     if not commit or commit == "unknown":
-        raise ReproduceError(f"{entry.id} records no commit (trained before the engine recorded one); retrain it")
+        raise ReproduceError(f"{entry.id} records no commit (trained before the engine recorded one); "
+                             f"{retrain_outcome(entry.id)}")
     if "-dirty" in commit:
-        raise ReproduceError(f"{entry.id} was trained from uncommitted code ({commit}); nothing can rebuild it")
+        raise ReproduceError(f"{entry.id} was trained from uncommitted code ({commit}); nothing can rebuild it; "
+                             f"{retrain_outcome(entry.id)}")
+    if is_legacy(entry):
+        raise ReproduceError(f"{entry.id} was trained at {commit[:12]}, before the engine recorded a run's thread "
+                             "count and learning curve, so its recorded command cannot run as recorded; "
+                             f"{retrain_outcome(entry.id)}")
     return commit
+
+
+def retrain_outcome(model_id: str) -> str:
+    """What ``training.retrain`` did for ``model_id``, or how to run it."""
+    done = read_record().get(model_id)
+    if done is None:
+        return f"`python -m training.retrain {model_id}` retrains it with today's engine"
+    outcome = "replaced it" if done["replaced"] else "was not published"
+    return (f"`python -m training.retrain` with today's engine gave {done['new_top1']:.2f} % against the old "
+            f"{done['old_top1']:.2f} and {outcome} ({RECORD.relative_to(REPO_ROOT)})")
 
 
 def place_start(entry: Entry, today: Manifest, code: Path) -> None:
