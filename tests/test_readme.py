@@ -67,3 +67,17 @@ def test_targets_name_manifest_checkpoints_and_the_table_marks_each_against_its_
             assert cell == f"**{entry.metrics['top1']:.2f}**"
         else:
             assert cell == f"{entry.metrics['top1']:.2f} (below)"
+
+
+def test_readme_lists_every_legacy_retrain() -> None:
+    """Which older checkpoints a retrain moved, and by how much, is in README as recorded."""
+    from training.readme_table import RETRAINS
+    from training.retrain import read_record
+
+    start, end = RETRAINS
+    block = (REPO_ROOT / "README.md").read_text().split(start, 1)[1].split(end, 1)[0]
+    record = read_record()
+    assert record, "results/legacy_retrains.json records the retrains run so far"
+    for model_id, r in record.items():
+        assert (f"| `{model_id}` | {r['old_top1']:.2f} | {r['new_top1']:.2f} | {r['delta_pp']:+.2f} | "
+                f"{'yes' if r['replaced'] else 'no'} |") in block

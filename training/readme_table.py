@@ -1,6 +1,7 @@
 """Regenerate README.md's generated tables (``python -m training.readme_table``): the results table and the attack
-comparison from the weights manifest, the learning-rule table from the registry, and the Krotov width table from
-``results/krotov_width.json`` (written by ``benchmarks/krotov_width.py``).
+comparison from the weights manifest, the learning-rule table from the registry, the Krotov width table from
+``results/krotov_width.json`` (written by ``benchmarks/krotov_width.py``) and the legacy retrains from
+``results/legacy_retrains.json`` (written by ``training.retrain``).
 
 ``--check`` exits non-zero if README.md is out of date instead of rewriting it.
 """
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from training import retrain
 from training.report import attack_table
 from training.seed_spread import read_record, spread_text
 from training.targets import TARGETS
@@ -32,6 +34,7 @@ FINE_TUNED_MARK = "†"
 TARGETS_BLOCK = ("<!-- targets:start -->", "<!-- targets:end -->")
 KROTOV_WIDTH = ("<!-- krotov-width:start -->", "<!-- krotov-width:end -->")
 KROTOV_WIDTH_RESULTS = REPO_ROOT / "results" / "krotov_width.json"
+RETRAINS = ("<!-- legacy-retrains:start -->", "<!-- legacy-retrains:end -->")
 
 
 def _cell(manifest: Manifest, model_id: str, seeds: Mapping[str, Any]) -> str:
@@ -153,6 +156,17 @@ def krotov_width_block() -> str:
     return render_krotov_width(json.loads(KROTOV_WIDTH_RESULTS.read_text()))
 
 
+def render_retrains(manifest: Manifest) -> str:
+    """The legacy retrains recorded so far (old, new, Δ, replaced) and how many legacy entries are still to run."""
+    record = retrain.read_record()
+    waiting = sorted(i for i in retrain.legacy_ids(manifest) if i not in record)
+    replaced = sum(r["replaced"] for r in record.values())
+    lines = [retrain.table(record), "",
+             f"{len(record)} retrained, {replaced} of them replaced; {len(waiting)} still to run"
+             + (f": {', '.join(f'`{i}`' for i in waiting)}." if waiting else ".")]
+    return "\n".join(lines)
+
+
 def updated_readme(text: str, table: str, markers: tuple[str, str] = RESULTS) -> str:
     """README text with the table between the markers replaced."""
     start, end = markers
@@ -175,6 +189,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     new = updated_readme(new, render_seed_question(read_manifest(manifest_path())), SEED_QUESTION)
     new = updated_readme(new, krotov_width_block(), KROTOV_WIDTH)
     new = updated_readme(new, render_targets(read_manifest(manifest_path())), TARGETS_BLOCK)
+    new = updated_readme(new, render_retrains(read_manifest(manifest_path())), RETRAINS)
     if args.check:
         if new != text:
             print("README.md's generated tables are out of date: run `python -m training.readme_table`",
