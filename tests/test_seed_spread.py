@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from training import seed_spread
+from training import retrain, seed_spread
 from training.readme_table import render_table
 from training.report import csv_row
 from zoo.api import get_entry, manifest
+from zoo.weights.paths import manifest_path
 
 
 def test_an_extra_seed_repeats_the_recorded_command_with_its_seed_and_threads(tmp_path: Path) -> None:
@@ -19,10 +20,24 @@ def test_an_extra_seed_repeats_the_recorded_command_with_its_seed_and_threads(tm
     assert words[-7:] == ["--seed", "2", "--out", str(tmp_path / "s2"), "--threads", "1", "--no-progress"]
 
 
-def test_an_entry_without_a_recorded_run_is_refused_with_the_remedy() -> None:
-    assert "threads" not in get_entry("bp_mlp.mnist").recipe  # a legacy checkpoint (issue 29)
-    with pytest.raises(ValueError, match="bp_mlp.mnist has no recorded run to repeat.*retrain it first"):
-        seed_spread.command_for_seed("bp_mlp.mnist", 1, Path("x"))
+def test_a_legacy_entry_is_repeated_only_after_its_retrain(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused with the remedy until ``training.retrain`` ran it; a kept retrain then stands for seed 0."""
+    raw = json.loads(manifest_path().read_text())
+    entry = next(e for e in raw["weights"] if e["id"] == "frsf_mlp.mnist")
+    entry["recipe"] = {k: v for k, v in entry["recipe"].items() if k not in ("threads", "curve")}  # a legacy entry
+    legacy_manifest = tmp_path / "weights_manifest.json"
+    legacy_manifest.write_text(json.dumps(raw))
+    monkeypatch.setenv("ZOO_MANIFEST", str(legacy_manifest))
+    monkeypatch.setattr(retrain, "RECORD", tmp_path / "legacy_retrains.json")
+    with pytest.raises(ValueError, match="frsf_mlp.mnist has no recorded run.*python -m training.retrain "
+                                         "frsf_mlp.mnist"):
+        seed_spread.command_for_seed("frsf_mlp.mnist", 1, Path("x"))
+    published = entry["metrics"]["top1"]
+    kept = {"new_top1": published - 0.2, "old_top1": published, "replaced": False}
+    retrain.RECORD.write_text(json.dumps({"frsf_mlp.mnist": kept}))
+    assert seed_spread.command_for_seed("frsf_mlp.mnist", 1, Path("x"))[-5:-1] == ["--out", "x", "--threads", "1"]
+    seeds = {"frsf_mlp.mnist": {"seeds": {"1": published - 0.2, "2": published - 0.2}, "runs": {}}}
+    assert seed_spread.spread(seeds, get_entry("frsf_mlp.mnist")) == pytest.approx((published - 0.2, 0.0, 3))
 
 
 def test_tables_show_mean_and_sample_std_over_the_published_and_extra_seeds(tmp_path: Path,
@@ -32,7 +47,7 @@ def test_tables_show_mean_and_sample_std_over_the_published_and_extra_seeds(tmp_
     path = tmp_path / "seed_spread.json"
     path.write_text(json.dumps(record))
     monkeypatch.setattr(seed_spread, "RECORD", path)
-    assert seed_spread.spread(record, "frsf_mlp.mnist", published) == pytest.approx((published, 0.1, 3))
+    assert seed_spread.spread(record, get_entry("frsf_mlp.mnist")) == pytest.approx((published, 0.1, 3))
     row = csv_row(get_entry("frsf_mlp.mnist"), seed_spread.read_record(path))
     assert (row["top1_seed_mean"], row["top1_seed_std"], row["top1_seeds"]) == (published, 0.1, 3)
     assert csv_row(get_entry("fa_mlp.mnist"), record)["top1_seeds"] == 1

@@ -44,7 +44,7 @@ def _cell(manifest: Manifest, model_id: str, seeds: Mapping[str, Any]) -> str:
     if not entry.published:
         return "pending"
     tuned = FINE_TUNED_MARK if entry.recipe["config"].get("init") else ""
-    found = spread_text(dict(seeds), model_id, entry.metrics["top1"])
+    found = spread_text(dict(seeds), entry)
     return f"{entry.metrics['top1']:.2f}{tuned}" + (f" ({found} seeds)" if found else "")
 
 
@@ -65,8 +65,9 @@ def render_table(manifest: Manifest) -> str:
                  "matrices, "
                  "where the rule has them, stay bit-identical); the others are trained from scratch. "
                  "Where more seeds of the recipe were run (`python -m training.seed_spread`), the cell adds "
-                 "mean ± sample std (count) over the published seed and those: differences between rules smaller "
-                 "than the spread mean nothing.")
+                 "mean ± sample std (count) over the published seed and those (for an older checkpoint a retrain "
+                 "did not replace, over the retrain and those, so that every seed ran on today's engine): "
+                 "differences between rules smaller than the spread mean nothing.")
     return "\n".join(lines)
 
 

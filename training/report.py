@@ -242,7 +242,7 @@ def csv_row(entry: Entry, seeds: Mapping[str, Any] | None = None) -> dict[str, A
                            "num_params": entry.num_params, "size_bytes": entry.size_bytes,
                            "epochs": entry.recipe["epochs"], "wall_time_s": entry.recipe["wall_time_s"],
                            "fine_tuned_from": entry.recipe["config"].get("init") or ""}
-    found = spread(dict(seeds or {}), entry.id, metrics["top1"])
+    found = spread(dict(seeds or {}), entry)
     row.update({"top1_seed_mean": round(found[0], 2) if found else "", "top1_seed_std": round(found[1], 2) if found
                 else "", "top1_seeds": found[2] if found else 1})
     row.update({f"top1_noise_{k}": v for k, v in metrics["top1_noise"].items()})

@@ -61,8 +61,10 @@ def replaces(old_top1: float, new_top1: float) -> bool:
     return round(new_top1 - old_top1, 2) >= -TOLERANCE_PP
 
 
-def read_record(path: Path = RECORD) -> dict[str, Any]:
-    """``{id: {"old_top1", "new_top1", "delta_pp", "replaced", ...}}`` as recorded so far (empty when none)."""
+def read_record(path: Path | None = None) -> dict[str, Any]:
+    """``{id: {"old_top1", "new_top1", "delta_pp", "replaced", ...}}`` as recorded so far in ``path`` (default
+    :data:`RECORD`; empty when none)."""
+    path = RECORD if path is None else path
     return json.loads(path.read_text()) if path.is_file() else {}
 
 

@@ -9,7 +9,8 @@ runs) into ``runs/seed_spread/<id>/seed-<S>`` (untracked: the checkpoints are no
 top-1, commit and CPU in ``results/seed_spread.json`` as soon as each run finishes (written atomically), so an
 interrupted session keeps what it finished and a run that already has a figure is not repeated. The published
 checkpoint is seed ``recipe.seed`` (0); with two more seeds the README's results table and ``results/results.csv``
-show mean ± std over the three.
+show mean ± std over the three. A checkpoint published before the engine recorded its runs is repeated only once
+``training.retrain`` ran its recipe; if that retrain did not replace it, the retrain stands for seed 0.
 """
 from __future__ import annotations
 
@@ -22,8 +23,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from training.provenance import REPO_ROOT, cpu_record, git_commit
+from training.retrain import is_legacy
+from training.retrain import read_record as read_retrains
 from zoo.api import get_entry
 from zoo.files import atomic_write_text
+from zoo.weights.manifest import Entry
 from zoo.weights.run_folder import read_run_folder
 
 RECORD = REPO_ROOT / "results" / "seed_spread.json"
@@ -36,28 +40,44 @@ def read_record(path: Path = RECORD) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def spread(record: dict[str, Any], model_id: str, published_top1: float) -> tuple[float, float, int] | None:
-    """Mean, sample standard deviation and count of the test top-1 over the published seed and the recorded ones;
-    ``None`` until at least one extra seed is recorded."""
-    extra = record.get(model_id, {}).get("seeds", {})
+def seed_zero_top1(entry: Entry) -> float:
+    """The test top-1 of seed 0 of ``entry``'s recipe: the published figure, or for a legacy checkpoint whose retrain
+    was kept out (:mod:`training.retrain`) the retrain's, so that every seed of a spread ran on today's engine."""
+    kept = kept_retrain(entry)
+    return float(entry.metrics["top1"]) if kept is None else float(kept["new_top1"])
+
+
+def kept_retrain(entry: Entry) -> dict[str, Any] | None:
+    """The recorded retrain of a legacy ``entry`` that did not replace it; ``None`` for any other entry."""
+    if not is_legacy(entry):
+        return None
+    done = read_retrains().get(entry.id)
+    return done if done is not None and not done["replaced"] else None
+
+
+def spread(record: dict[str, Any], entry: Entry) -> tuple[float, float, int] | None:
+    """Mean, sample standard deviation and count of the test top-1 over seed 0 (:func:`seed_zero_top1`) and the
+    recorded seeds of ``entry``; ``None`` until at least one extra seed is recorded."""
+    extra = record.get(entry.id, {}).get("seeds", {})
     if not extra:
         return None
-    values = [published_top1, *extra.values()]
+    values = [seed_zero_top1(entry), *extra.values()]
     return statistics.fmean(values), statistics.stdev(values), len(values)
 
 
-def spread_text(record: dict[str, Any], model_id: str, published_top1: float) -> str:
+def spread_text(record: dict[str, Any], entry: Entry) -> str:
     """``"98.49 ± 0.05 (3)"``, or ``""`` without extra seeds."""
-    found = spread(record, model_id, published_top1)
+    found = spread(record, entry)
     return "" if found is None else f"{found[0]:.2f} ± {found[1]:.2f} ({found[2]})"
 
 
 def command_for_seed(model_id: str, seed: int, out: Path) -> list[str]:
-    """The published entry's recorded ``training.train`` arguments with ``--seed`` and ``--out`` added."""
+    """The published entry's recorded ``training.train`` arguments with ``--seed`` and ``--out`` added (a legacy
+    entry only once ``training.retrain`` ran its recipe on today's engine: one thread, as the retrain)."""
     entry = get_entry(model_id)
-    if not entry.published or "threads" not in entry.recipe:
+    if not entry.published or (is_legacy(entry) and kept_retrain(entry) is None):
         raise ValueError(f"{model_id} has no recorded run to repeat (it was trained before the engine recorded its "
-                         "threads, commit and curve); retrain it first")
+                         f"threads, commit and curve); retrain it first: python -m training.retrain {model_id}")
     words = shlex.split(entry.recipe["command"])
     if words[:3] != ["python", "-m", "training.train"] or "--seed" in words:
         raise ValueError(f"{model_id}: the recorded command {entry.recipe['command']!r} is not a recipe run")
@@ -96,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = read_record()
     if args.list:
         for model_id in sorted(record):
-            print(f"{model_id:28s} {spread_text(record, model_id, get_entry(model_id).metrics['top1'])}")
+            print(f"{model_id:28s} {spread_text(record, get_entry(model_id))}")
         return 0
     try:
         for model_id in args.ids:
@@ -106,7 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if str(seed) in read_record().get(model_id, {}).get("seeds", {}):
                     continue
                 top1 = run_seed(model_id, seed, args.data_root)
-                now = spread_text(read_record(), model_id, get_entry(model_id).metrics["top1"])
+                now = spread_text(read_record(), get_entry(model_id))
                 print(f"{model_id} seed {seed}: {top1:.2f}%  ->  {now}", flush=True)
     except (ValueError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
