@@ -64,3 +64,16 @@ def test_regenerating_redraws_only_the_pictures_whose_data_changed(tmp_path: Pat
     assert not (tmp_path / FIGURES / "filters-krotov_mlp.mnist.png").exists()  # no picture outlives its section
     (tmp_path / FIGURES / "noise-mnist.png").unlink()
     assert stale(tmp_path, without_krotov) == [f"{FIGURES / 'noise-mnist.png'} is missing"]
+
+
+def test_a_checkpoint_published_since_the_attacks_were_measured_is_left_out_of_them() -> None:
+    """A retrain replaces ``bp_mlp.mnist`` (no attack figures until ``training.robustness`` runs): the report still
+    renders, without it in the attack comparison of the networks it is the transfer source of."""
+    from training.report import dataset_section
+
+    manifest = read_manifest(REPO_ROOT / "weights_manifest.json")
+    source = manifest.entries["bp_mlp.mnist"]
+    unmeasured = dataclasses.replace(source, metrics={k: v for k, v in source.metrics.items() if k != "robustness"})
+    text, _ = dataset_section(Manifest({**manifest.entries, source.id: unmeasured}), "mnist")
+    assert "| `bp_mlp` |" not in text.split("Attack comparison", 1)[1].split("### Alignment", 1)[0]
+    assert "| `fa_mlp` |" in text

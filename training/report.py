@@ -191,8 +191,9 @@ def dataset_section(manifest: Manifest, dataset: str) -> tuple[str, list[Figure]
                      "propagates (rule gradient), or crafts the images on the backprop model of the same "
                      "architecture (transfer).\n\n" + attack_table(dataset, attacked))
         for group, members in _groups(attacked).items():
-            if group == OWN_NETWORK and f"bp_mlp.{dataset}" in manifest.entries:
-                members = [manifest.entries[f"bp_mlp.{dataset}"], *members]  # the reference they transfer from
+            reference = manifest.entries.get(f"bp_mlp.{dataset}")  # the reference they transfer from
+            if group == OWN_NETWORK and reference is not None and reference in attacked:
+                members = [reference, *members]
             figure = attack_figure(dataset, group, members)
             figures.append(figure)
             parts.append(figure.markdown())
