@@ -222,19 +222,11 @@ def robustness_metrics(model: nn.Module, images: Tensor, labels: Tensor, dataset
     return out
 
 
-def transfer_source_id(model_id: str) -> str | None:
-    """The checkpoint a transfer attack on ``model_id`` (an id or a run folder) is crafted on: the backprop model of
-    the same architecture and dataset (``bp_mlp`` for networks of a rule's own, which take the same flattened
-    images), if published and not ``model_id`` itself."""
-    from zoo.api import get_entry, manifest
-
-    source = transfer_source(get_entry(model_id), str(model_id), manifest().entries)
-    return None if source is None else source.id
-
-
 def transfer_source(entry: Entry, model_id: str, entries: Mapping[str, Entry]) -> Entry | None:
     """The published entry among ``entries`` that a transfer attack on ``entry`` (named ``model_id``: its id, or
-    the run folder it was read from) is crafted on; ``None`` where there is none (:func:`transfer_source_id`)."""
+    the run folder it was read from) is crafted on: the backprop model of the same architecture and dataset
+    (``bp_mlp`` for networks of a rule's own, which take the same flattened images), if not ``model_id`` itself;
+    ``None`` where there is none."""
     from zoo.registry import get_family
 
     source = f"bp_{get_family(entry.entrypoint).architecture or 'mlp'}.{entry.dataset}"
@@ -267,11 +259,12 @@ def measure_checkpoint(model_id: str, images: Tensor, labels: Tensor, *, n_image
                        source: str = "auto") -> dict[str, Any]:
     """:func:`robustness_metrics` of a published checkpoint (or a run folder's) on its test split (``images``,
     ``labels``), with its transfer source loaded from the zoo."""
-    from zoo.api import get_entry, load
+    from zoo.api import get_entry, load, manifest
 
     entry = get_entry(model_id)
-    source_id = transfer_source_id(model_id)
-    source_model = load(source_id, source=source) if source_id else None
-    return robustness_metrics(load(model_id, source=source), images, labels, entry.dataset, source=source_model,
-                              source_id=source_id, source_sha256=get_entry(source_id).sha256 if source_id else None,
-                              n_images=n_images)
+    crafted_on = transfer_source(entry, str(model_id), manifest().entries)
+    if crafted_on is None:
+        return robustness_metrics(load(model_id, source=source), images, labels, entry.dataset, n_images=n_images)
+    return robustness_metrics(load(model_id, source=source), images, labels, entry.dataset,
+                              source=load(crafted_on.id, source=source), source_id=crafted_on.id,
+                              source_sha256=crafted_on.sha256, n_images=n_images)
