@@ -67,6 +67,26 @@ def test_cli_eval_curves_and_robustness_take_a_run_folder_beside_ids(run: Path, 
     assert (tmp_path / "rob" / "noise.png").is_file()
 
 
+def test_a_run_stands_beside_the_published_checkpoint_sharing_its_id(run: Path, tmp_path: Path) -> None:
+    """The run's entry has the id ``bp_mlp.mnist``, like the published checkpoint: every table and picture keeps
+    both, the run named by its folder."""
+    pytest.importorskip("matplotlib")
+    from zoo.evaluation.curves import curves_figure
+    from zoo.evaluation.robustness_plots import noise_plot
+
+    mine, published = get_entry(str(run)), get_entry("bp_mlp.mnist")
+    assert mine.id == published.id and (mine.name, published.name) == (str(run.resolve()), "bp_mlp.mnist")
+    assert cli(["robustness", str(run), "bp_mlp.mnist", "--out", str(tmp_path / "rob")]) == 0
+    record = json.loads((tmp_path / "rob" / "robustness.json").read_text())["checkpoints"]
+    assert list(record) == [mine.name, "bp_mlp.mnist"]
+    assert record[mine.name]["noise"][0] == [0.0, mine.metrics["top1"]]
+    assert record["bp_mlp.mnist"]["noise"][0] == [0.0, published.metrics["top1"]]
+    assert [line.get_label() for line in noise_plot([mine, published]).axes[0].lines] == [mine.name, "bp_mlp"]
+    accuracy = curves_figure([mine, published]).axes[0]
+    assert [line.get_label() for line in accuracy.lines] == [mine.name, "bp_mlp.mnist"]
+    assert list(accuracy.lines[0].get_ydata()) == [r["test_top1"] for r in mine.recipe["curve"]]
+
+
 def test_training_robustness_writes_into_the_run_folders_entry(run: Path, tmp_path: Path, data_root: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
@@ -101,12 +121,13 @@ def test_a_recipe_file_anywhere_trains_into_a_run_folder(tmp_path: Path, data_ro
     assert f"recipe {other} is for 'fa_mlp', not 'bp_mlp'" in capsys.readouterr().err
 
 
-def test_compare_and_explain_take_a_run_folder_beside_an_id(run: Path, tmp_path: Path, data_root: Path) -> None:
+def test_compare_and_explain_take_a_run_folder_beside_an_id(run: Path, tmp_path: Path, data_root: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("rsatoolbox")
     pytest.importorskip("captum")
     from safetensors.torch import load_file
 
-    ids = [str(run), "bp_mlp.mnist"]
+    ids = [str(run.resolve()), "bp_mlp.mnist"]
     assert cli(["compare", *ids, "--out", str(tmp_path / "compare"), "--images", "20",
                 "--data-root", str(data_root)]) == 0
     labels = [tuple(label) for label in json.loads((tmp_path / "compare" / "cka.json").read_text())["labels"]]
@@ -114,8 +135,9 @@ def test_compare_and_explain_take_a_run_folder_beside_an_id(run: Path, tmp_path:
     assert {(str(run), "hidden.0"), ("bp_mlp.mnist", "hidden.1")} <= set(labels)
     assert ("bp_mlp.untrained", "hidden.0") in labels and ("bp_mlp.untrained[bp_mlp.mnist]", "hidden.1") in labels
     assert ("bp_mlp.untrained", "hidden.1") not in labels
-    assert cli(["explain", *ids, "--out", str(tmp_path / "explain"), "--images", "2",
-                "--data-root", str(data_root)]) == 0
+    monkeypatch.chdir(run.parent)  # the same folder, written relative to the working one and twice: one model
+    assert cli(["explain", run.name, "bp_mlp.mnist", f"./{run.name}", "--out", str(tmp_path / "explain"),
+                "--images", "2", "--data-root", str(data_root)]) == 0
     assert json.loads((tmp_path / "explain" / "attributions.json").read_text())["ids"] == ids
     maps = load_file(tmp_path / "explain" / "attributions.safetensors")
     assert set(maps) == set(ids) and all(m.shape == (2, 1, 28, 28) for m in maps.values())

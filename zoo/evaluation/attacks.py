@@ -222,16 +222,15 @@ def robustness_metrics(model: nn.Module, images: Tensor, labels: Tensor, dataset
     return out
 
 
-def transfer_source(entry: Entry, model_id: str, entries: Mapping[str, Entry]) -> Entry | None:
-    """The published entry among ``entries`` that a transfer attack on ``entry`` (named ``model_id``: its id, or
-    the run folder it was read from) is crafted on: the backprop model of the same architecture and dataset
-    (``bp_mlp`` for networks of a rule's own, which take the same flattened images), if not ``model_id`` itself;
-    ``None`` where there is none."""
+def transfer_source(entry: Entry, entries: Mapping[str, Entry]) -> Entry | None:
+    """The published entry among ``entries`` that a transfer attack on ``entry`` (published, or a run folder's) is
+    crafted on: the backprop model of the same architecture and dataset (``bp_mlp`` for networks of a rule's own,
+    which take the same flattened images), if not ``entry`` itself; ``None`` where there is none."""
     from zoo.registry import get_family
 
     source = f"bp_{get_family(entry.entrypoint).architecture or 'mlp'}.{entry.dataset}"
     candidate = entries.get(source)
-    return candidate if source != model_id and candidate is not None and candidate.published else None
+    return candidate if source != entry.name and candidate is not None and candidate.published else None
 
 
 def stale_transfer_source(entry: Entry, entries: Mapping[str, Entry]) -> str | None:
@@ -242,8 +241,7 @@ def stale_transfer_source(entry: Entry, entries: Mapping[str, Entry]) -> str | N
     if block is None:
         return None
     recorded = (block["transfer_source"], block["transfer_source_sha256"])
-    name = entry.id if entry.location is None else str(entry.location)  # a run folder's model is no published one
-    source = transfer_source(entry, name, entries)
+    source = transfer_source(entry, entries)
     current = (None, None) if source is None else (source.id, source.sha256)
     if recorded == current:
         return None
@@ -262,7 +260,7 @@ def measure_checkpoint(model_id: str, images: Tensor, labels: Tensor, *, n_image
     from zoo.api import get_entry, load, manifest
 
     entry = get_entry(model_id)
-    crafted_on = transfer_source(entry, str(model_id), manifest().entries)
+    crafted_on = transfer_source(entry, manifest().entries)
     if crafted_on is None:
         return robustness_metrics(load(model_id, source=source), images, labels, entry.dataset, n_images=n_images)
     return robustness_metrics(load(model_id, source=source), images, labels, entry.dataset,

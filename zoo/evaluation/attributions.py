@@ -30,7 +30,7 @@ from zoo.evaluation.attacks import input_gradient_of
 from zoo.evaluation.extras import optional_import, require
 from zoo.evaluation.output import output_folder
 from zoo.evaluation.plotting import pyplot
-from zoo.evaluation.side_by_side import shared_test_images
+from zoo.evaluation.side_by_side import distinct_models, shared_test_images
 
 METHODS = ("saliency", "integrated_gradients")
 IG_STEPS = 50
@@ -127,7 +127,7 @@ def explain_models(model_ids: Sequence[str], out_dir: str | Path, method: str = 
     check_method(method)
     check_n_images(n_images)
     require("attribution maps (python -m zoo explain)", *PACKAGES)  # before any download
-    ids = list(dict.fromkeys(model_ids))
+    ids = distinct_models(model_ids)
     dataset, images, labels = shared_test_images(ids, n_images, data_root, "python -m zoo explain")
     maps: dict[str, Tensor] = {}
     predicted: dict[str, list[int]] = {}

@@ -23,16 +23,22 @@ def curve(entry: Entry) -> list[dict[str, Any]]:
     return list(records)
 
 
-def save_curves(entries: Sequence[Entry], out: str | Path) -> Path:
-    """Draw test top-1 and training loss per epoch of every entry into one image file; return its path."""
-    curves = {entry.id: curve(entry) for entry in entries}
+def curves_figure(entries: Sequence[Entry]) -> Any:
+    """The matplotlib figure of test top-1 and training loss per epoch of every entry, one line each, labelled
+    with :attr:`Entry.name`."""
+    curves = {entry.name: curve(entry) for entry in entries}
     plt = pyplot("drawing learning curves")
     fig, (acc, loss) = plt.subplots(1, 2, figsize=(11, 4))
-    for index, (model_id, records) in enumerate(curves.items()):
+    for index, (name, records) in enumerate(curves.items()):
         epochs = [r["epoch"] for r in records]
         style = {**series_style(index), "markevery": 5, "markersize": 4}
-        acc.plot(epochs, [r.get("test_top1") for r in records], label=model_id, **style)
-        loss.plot(epochs, [r["train_loss"] for r in records], label=model_id, **style)
+        acc.plot(epochs, [r.get("test_top1") for r in records], label=name, **style)
+        loss.plot(epochs, [r["train_loss"] for r in records], label=name, **style)
     acc.set(xlabel="epoch", ylabel="test top-1 (%)", title="test accuracy")
     loss.set(xlabel="epoch", ylabel="training loss (the rule's objective)", title="training loss", yscale="log")
-    return save_figure(fig, out, dpi=120)
+    return fig
+
+
+def save_curves(entries: Sequence[Entry], out: str | Path) -> Path:
+    """Draw :func:`curves_figure` into one image file; return its path."""
+    return save_figure(curves_figure(entries), out, dpi=120)

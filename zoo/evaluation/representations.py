@@ -36,7 +36,7 @@ from torch import Tensor, nn
 from zoo.evaluation.extras import optional_import, require
 from zoo.evaluation.output import output_folder
 from zoo.evaluation.plotting import pyplot
-from zoo.evaluation.side_by_side import shared_test_images
+from zoo.evaluation.side_by_side import distinct_models, shared_test_images
 
 OUTPUT = "output"
 RDM_METHOD = "correlation"
@@ -370,7 +370,7 @@ def compare_checkpoints(model_ids: Sequence[str], out_dir: str | Path, layer: st
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < MIN_IMAGES:
         raise ValueError(f"the number of images must be an int >= {MIN_IMAGES}, not {n_images!r}")
     require(PURPOSE, *PACKAGES)  # before any download
-    ids = list(dict.fromkeys(model_ids))
+    ids = distinct_models(model_ids)
     dataset, images, labels = shared_test_images(ids, n_images, data_root, "python -m zoo compare")
     models = {model_id: load(model_id) for model_id in ids} | untrained_baselines(ids)
     info = dataset_info(dataset)

@@ -34,8 +34,14 @@ def attack_comparison(entry: Entry) -> dict[str, Any]:
     """The recorded ``metrics.robustness`` of ``entry``; :class:`ValueError` naming the command that measures it."""
     block = entry.metrics.get("robustness") if entry.published else None
     if block is None:
-        raise ValueError(f"{entry.id} has no attack figures yet: python -m training.robustness {entry.id}")
+        raise ValueError(f"{entry.name} has no attack figures yet: python -m training.robustness {entry.name}")
     return dict(block)
+
+
+def series_label(entry: Entry) -> str:
+    """A line's label in these pictures, whose checkpoints share one dataset: a published checkpoint's family, a
+    training run's folder (:attr:`Entry.name`)."""
+    return entry.entrypoint if entry.location is None else entry.name
 
 
 def _points(clean: float, curve: dict[str, float]) -> Curve:
@@ -46,7 +52,7 @@ def full_test_curves(entry: Entry) -> dict[str, Curve]:
     """``{"noise": [(σ, top-1)...], "fgsm": [(ε, top-1)...]}`` on the whole test split, starting at (0, clean);
     ``"fgsm"`` only where the manifest records it."""
     if not entry.published:
-        raise ValueError(f"{entry.id} is {entry.status}: it has no figures")
+        raise ValueError(f"{entry.name} is {entry.status}: it has no figures")
     clean = entry.metrics["top1"]
     return {kind: _points(clean, entry.metrics[f"top1_{kind}"]) for kind in ("noise", "fgsm")
             if f"top1_{kind}" in entry.metrics}
@@ -74,14 +80,14 @@ def noise_plot(entries: Sequence[Entry], title: str = "") -> Any:
     """The matplotlib figure of accuracy vs Gaussian σ and vs FGSM ε (``metrics.n_eval`` test images: the whole
     split), one line per entry; the title and y-axis label say which images."""
     images = shown_images(shared_dataset(entries, "a robustness plot"), [entry.metrics["n_eval"] for entry in entries])
-    curves = {entry.id: full_test_curves(entry) for entry in entries}
+    curves = {entry.name: full_test_curves(entry) for entry in entries}
     plt = pyplot("drawing robustness curves")
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
     for index, entry in enumerate(entries):
         for ax, kind in zip(axes, ("noise", "fgsm")):
-            if kind in curves[entry.id]:
-                xs, ys = zip(*curves[entry.id][kind])
-                ax.plot(xs, ys, label=entry.entrypoint, **series_style(index))
+            if kind in curves[entry.name]:
+                xs, ys = zip(*curves[entry.name][kind])
+                ax.plot(xs, ys, label=series_label(entry), **series_style(index))
     axes[0].set(title="Gaussian noise", xlabel="σ (pixels in [0, 1])", ylabel=f"top-1 (%) on\n{images}")
     axes[1].set(title="FGSM, white-box", xlabel="L∞ ε")
     return _decorate(fig, axes, title, f"Gaussian noise and FGSM on {images}")
@@ -93,15 +99,15 @@ def attack_plot(entries: Sequence[Entry], attack: str = "pgd", title: str = "") 
     name."""
     dataset = shared_dataset(entries, "a robustness plot")
     images = shown_images(dataset, [attack_comparison(entry)["n_eval"] for entry in entries])
-    curves = {entry.id: attack_curves(entry, attack) for entry in entries}
+    curves = {entry.name: attack_curves(entry, attack) for entry in entries}
     plt = pyplot("drawing the attack comparison")
     fig, axes = plt.subplots(1, len(ATTACK_MODELS), figsize=(4.2 * len(ATTACK_MODELS), 3.8), sharey=True)
     for ax, attack_model in zip(axes, ATTACK_MODELS):
         for index, entry in enumerate(entries):
-            points = curves[entry.id].get(attack_model)
+            points = curves[entry.name].get(attack_model)
             if points is not None:
                 xs, ys = zip(*points)
-                ax.plot(xs, ys, label=entry.entrypoint, **series_style(index))
+                ax.plot(xs, ys, label=series_label(entry), **series_style(index))
         ax.set(title=TITLES[attack_model], xlabel="L∞ ε")
     axes[0].set_ylabel(f"top-1 (%) under {attack.upper()} on\n{images}")
     return _decorate(fig, axes, title, f"{attack.upper()} on {images}")
@@ -136,7 +142,7 @@ def robustness_record(entries: Sequence[Entry]) -> dict[str, Any]:
         if block is not None:
             item["attack_comparison"] = {"images": block["n_eval"], "transfer_source": block["transfer_source"],
                                          **{attack: attack_curves(entry, attack) for attack in ATTACKS}}
-        record["checkpoints"][entry.id] = item
+        record["checkpoints"][entry.name] = item
     return record
 
 
@@ -145,7 +151,7 @@ def write_robustness_curves(entries: Sequence[Entry], out_dir: str | Path) -> li
     entries that have the attack comparison (the others have no ``attack_comparison`` in the JSON); return the paths."""
     require("robustness plots", "matplotlib")
     record = robustness_record(entries)
-    title = ", ".join(entry.id for entry in entries) if len(entries) < 4 else record["dataset"]
+    title = ", ".join(entry.name for entry in entries) if len(entries) < 4 else record["dataset"]
     with_attacks = [entry for entry in entries if "robustness" in entry.metrics]
     with output_folder(out_dir) as folder:
         paths = [folder / "robustness.json"]

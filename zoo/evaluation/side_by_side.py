@@ -13,11 +13,19 @@ from zoo.weights.manifest import Entry
 def shared_dataset(entries: Sequence[Entry], purpose: str) -> str:
     """The dataset all ``entries`` were trained on; :class:`ValueError` naming each one's if they differ.
     ``purpose`` completes the message: "<purpose> compares checkpoints of one dataset"."""
-    datasets = {entry.id: entry.dataset for entry in entries}
+    datasets = {entry.name: entry.dataset for entry in entries}
     if len(set(datasets.values())) != 1:
         raise ValueError(f"{purpose} compares checkpoints of one dataset; got "
                          f"{', '.join(f'{i} ({d})' for i, d in datasets.items()) or 'no ids'}")
     return next(iter(datasets.values()))
+
+
+def distinct_models(model_ids: Sequence[str]) -> list[str]:
+    """The models ``model_ids`` refer to, each once, in order, by :attr:`Entry.name` (a manifest id, or a training
+    run's folder however its path was written): how tables and pictures name them."""
+    from zoo.api import get_entry
+
+    return list(dict.fromkeys(get_entry(model_id).name for model_id in model_ids))
 
 
 def shared_test_images(model_ids: Sequence[str], n_images: int, data_root: str | Path | None,

@@ -73,6 +73,12 @@ class Entry:
         return self.status == "published"
 
     @property
+    def name(self) -> str:
+        """How tables and pictures name this model: its id, or for an entry read from a training run's folder, that
+        folder (a run shares its id with the published checkpoint of its family and dataset, and with other runs)."""
+        return self.id if self.location is None else str(self.location.parent)
+
+    @property
     def filename(self) -> str:
         """Base name of the checkpoint file (also its name in the download cache)."""
         if self.file is None:
