@@ -6,10 +6,11 @@ Trains short runs (one epoch of real MNIST images, one thread) of a fully connec
 LeNet (convolutions) in fresh interpreters under each arithmetic setting below, and records, for this CPU's model
 and instruction set, each checkpoint's SHA-256, its test top-1 and the wall time of the run:
 
-* ``default``: what torch chooses on this CPU (ATen's widest vector kernels, MKL's and oneDNN's fastest paths);
+* ``default``: what torch chooses on this CPU (ATen's widest vector kernels, MKL's and oneDNN's fastest paths):
+  the engine's ``native`` arithmetic (``ZOO_ARITHMETIC=native``);
 * ``portable``: every library capped at AVX2 with MKL's strict conditional numerical reproducibility
   (``ATEN_CPU_CAPABILITY=avx2``, ``MKL_CBWR=AVX2,STRICT``, ``ONEDNN_MAX_CPU_ISA=AVX2``), the setting that can give
-  identical bytes on every AVX2-capable x86 CPU if any can;
+  identical bytes on every AVX2-capable x86 CPU if any can: the engine's default (:mod:`training.arithmetic`);
 * ``scalar``: ATen's kernels without vector instructions (``ATEN_CPU_CAPABILITY=default``), an instruction set no
   shipped CPU kind runs by default: how far top-1 moves when only the arithmetic's rounding changes.
 
@@ -34,24 +35,24 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from training.arithmetic import environment  # noqa: E402
 from training.provenance import cpu_model, git_commit  # noqa: E402
 
-SETTINGS: dict[str, dict[str, str]] = {
-    "default": {},
-    "portable": {"ATEN_CPU_CAPABILITY": "avx2", "MKL_CBWR": "AVX2,STRICT", "ONEDNN_MAX_CPU_ISA": "AVX2"},
-    "scalar": {"ATEN_CPU_CAPABILITY": "default"},
+SETTINGS: dict[str, tuple[str, dict[str, str]]] = {  # the engine's arithmetic, and variables set beside it
+    "default": ("native", {}),
+    "portable": ("portable", {}),
+    "scalar": ("native", {"ATEN_CPU_CAPABILITY": "default"}),
 }
 RUNS: dict[str, list[str]] = {"bp_mlp": [], "bp_lenet": []}
 ISA = "import torch; print(torch.backends.cpu.get_cpu_capability())"
 
 
-def one_run(family: str, extra: list[str], setting: dict[str, str], limit: int, data_root: str,
+def one_run(family: str, extra: list[str], setting: tuple[str, dict[str, str]], limit: int, data_root: str,
             out: Path) -> dict[str, Any]:
     """Train ``family`` for one epoch under ``setting`` in a fresh interpreter; its sha256, top-1 and wall time."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_DATA_ROOT": data_root, **setting}
-    for name in SETTINGS["portable"]:  # a setting leaves the other variables unset
-        if name not in setting:
-            env.pop(name, None)
+    arithmetic, extra_variables = setting
+    env = {**environment(arithmetic, os.environ), "OMP_NUM_THREADS": "1", "ZOO_DATA_ROOT": data_root,
+           **extra_variables}
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "training.train", family, "--dataset", "mnist", "--epochs", "1",
                     "--limit", str(limit), "--test-limit", "2000", "--no-progress", "--threads", "1",

@@ -18,6 +18,8 @@ for _p in (str(_TESTS.parent), str(_TESTS)):  # `import zoo` and `from servers i
 from datasets import MISSING_PREFIX, default_root, root_with  # noqa: E402
 from servers import FileServer, HubServer  # noqa: E402
 
+import training  # noqa: E402,F401  sets the engine's arithmetic before torch starts, as every training command does
+
 if "ZOO_DATA_ROOT" not in os.environ and default_root() is not None:
     os.environ["ZOO_DATA_ROOT"] = str(default_root())  # the code under test reads it too
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from plugin_sources import TINYNET_ARCH, scaled_rule
 
+from training.arithmetic import CHOICE, PORTABLE
 from zoo.weights.paths import REPO_ROOT
 
 CLASHING_RULE = '''
@@ -143,7 +144,7 @@ def test_the_kolen_pollack_plugin_installs_trains_and_is_benchmarked_beside_the_
                     str(site), str(EXAMPLE)], check=True, capture_output=True, text=True, timeout=300)
     assert (site / "zoo_kolen_pollack.py").read_bytes() == (REPO_ROOT / "zoo/rules/kolen_pollack.py").read_bytes()
     before = zoo_before_kolen_pollack(tmp_path / "zoo_before")
-    env = {key: value for key, value in os.environ.items() if key != "ZOO_MANIFEST"}
+    env = {key: value for key, value in os.environ.items() if key not in {"ZOO_MANIFEST", CHOICE, *PORTABLE}}
     env.update(PYTHONPATH=os.pathsep.join([str(site), str(before)]), OMP_NUM_THREADS="1")
 
     def zoo_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -162,6 +163,7 @@ def test_the_kolen_pollack_plugin_installs_trains_and_is_benchmarked_beside_the_
     assert done.returncode == 0, done.stderr
     run = json.loads((out / "seed-0" / "entry.json").read_text())
     assert run["learning_rule"] == "kolen_pollack" and run["metrics"]["top1"] > 80  # 6,000 images once: 87 % measured
+    assert run["recipe"]["cpu"]["arithmetic"] == "portable"  # the engine's default, though `zoo` started torch first
     assert set(run["metrics"]["feedback_angle_deg"]) == {"conv1.weight", "conv2.weight", "fc.weight", "head.weight"}
     assert run["metrics"]["robustness"]["transfer_source"] == "bp_lenet.mnist"
     report = (out / "report.md").read_text()

@@ -236,6 +236,49 @@ def test_dfa_conv_projects_the_error_onto_its_input() -> None:
     torch.testing.assert_close(conv.bias.grad, delta.sum((0, 2, 3)))
 
 
+def test_dfa_kernel_projection_broadcasts_the_error_through_a_k_by_k_kernel() -> None:
+    """BioTorch's convolutional DFA: every input position of a channel receives the error through the sum of the
+    kernel taps that reach it, so inside the map it is ``e B.sum(k, k)`` and in a corner only the taps that reach."""
+    torch.manual_seed(12)
+    signal = ErrorSignal()
+    conv = DirectFeedbackConv2d(2, 3, 3, in_shape=(2, 6, 6), num_classes=4, signal=signal, padding=1,
+                                projection="kernel")
+    assert conv.feedback.shape == (4, 2, 3, 3) and conv.feedback.abs().max() <= 1 / math.sqrt(4 * 9)
+    head = DirectFeedbackLinear(3 * 6 * 6, 4, 4, signal)
+    x = torch.randn(5, 2, 6, 6, requires_grad=True)
+    y = torch.randint(0, 4, (5,))
+    h = conv(x)
+    logits = head(torch.relu(h).flatten(1))
+    F.cross_entropy(logits, y).backward()
+    e = (logits.detach().softmax(1) - F.one_hot(y, 4).float()) / 5
+    b = conv.feedback
+    inside = torch.einsum("nj,jc->nc", e, b.sum((2, 3)))
+    torch.testing.assert_close(x.grad[:, :, 1:-1, 1:-1], inside[:, :, None, None].expand(5, 2, 4, 4))
+    # output positions 0 and 1 reach input position 0 through kernel taps 1 and 0 of each axis
+    torch.testing.assert_close(x.grad[:, :, 0, 0], torch.einsum("nj,jc->nc", e, b[:, :, :2, :2].sum((2, 3))))
+    delta = (e @ head.feedback).view(5, 3, 6, 6) * (h.detach() > 0)  # the weight learns from what reaches it
+    torch.testing.assert_close(conv.weight.grad,
+                               torch.nn.grad.conv2d_weight(x.detach(), conv.weight.shape, delta, padding=1))
+
+
+def test_dfa_resnet20_with_the_kernel_projection_trains_and_round_trips(tmp_path: Path) -> None:
+    family = get_family("dfa_resnet20")
+    assert family.default_arch["projection"] == "dense"  # every published DFA checkpoint: dense
+    model = family.build_model(family.arch_for("cifar10", projection="kernel"))
+    convs = [m for m in model.modules() if isinstance(m, DirectFeedbackConv2d)]
+    assert len(convs) == 19 and all(m.feedback.shape == (10, m.in_channels, 3, 3) for m in convs)
+    x, y = torch.rand(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    F.cross_entropy(model(x), y).backward()
+    assert all(m.weight.grad is not None and m.weight.grad.abs().sum() > 0 for m in convs)
+    arch = family.arch_for("cifar10", projection="kernel")
+    path = save_checkpoint(model, tmp_path / "k.safetensors", entrypoint="dfa_resnet20", arch=arch)
+    again = load_into(family.build_model(arch), path)
+    assert all(torch.equal(a.feedback, b.feedback) for a, b in zip(convs, (m for m in again.modules()
+                                                                         if isinstance(m, DirectFeedbackConv2d))))
+    with pytest.raises(ValueError, match="accepted: \\('dense', 'kernel'\\)"):
+        family.build_model(family.arch_for("cifar10", projection="sparse"))
+
+
 def test_drtp_hidden_updates_use_the_target_not_the_error() -> None:
     torch.manual_seed(11)
     model = tiny("drtp_mlp")

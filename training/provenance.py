@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from training.arithmetic import in_effect
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Paths a training run itself writes or that do not affect training; changes there do not make a tree dirty.
 # Where an untracked file is code the run may import or read (a module, a recipe).
@@ -28,9 +30,10 @@ def cpu_model() -> str:
 
 
 def cpu_record() -> dict[str, str]:
-    """What decides a CPU run's arithmetic: the CPU model and the instruction set torch's kernels use (``AVX2``,
-    ``AVX512``, ...). The same command gives the same bytes only on the same kind of CPU."""
-    return {"model": cpu_model(), "isa": torch.backends.cpu.get_cpu_capability()}
+    """What decides a CPU run's arithmetic: the CPU model, the instruction set torch's kernels use (``AVX2``,
+    ``AVX512``, ...) and the engine's arithmetic setting (:func:`training.arithmetic.in_effect`: ``portable``
+    gives the same bytes on the x86 CPU kinds measured, ``native`` only on the same kind)."""
+    return {"model": cpu_model(), "isa": torch.backends.cpu.get_cpu_capability(), "arithmetic": in_effect()}
 
 
 def hardware(device: torch.device | None = None) -> str:

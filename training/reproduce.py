@@ -28,7 +28,8 @@ from typing import Any, Sequence
 import torch
 from safetensors.torch import load_file
 
-from training.provenance import REPO_ROOT, cpu_record
+from training import arithmetic
+from training.provenance import REPO_ROOT
 from training.retrain import RECORD, is_legacy, read_record
 from zoo.weights.integrity import sha256_file
 from zoo.weights.manifest import Entry, Manifest, read_manifest
@@ -70,10 +71,11 @@ class Comparison:
 
 
 def cpu_text(recipe: dict[str, Any]) -> str:
-    """The CPU a recipe records: its ``cpu`` block, else its ``hardware`` line."""
+    """The CPU a recipe records: its ``cpu`` block (model, instruction set, arithmetic), else its ``hardware``
+    line."""
     cpu = recipe.get("cpu")
     if isinstance(cpu, dict):
-        return f"{cpu.get('model')} ({cpu.get('isa')})"
+        return f"{cpu.get('model')} ({cpu.get('isa')}, {arithmetic.recorded(cpu)} arithmetic)"
     return str(recipe.get("hardware", "not recorded"))
 
 
@@ -167,6 +169,18 @@ def rerun_command(entry: Entry, out: Path, data_root: Path | None) -> list[str]:
             "--device", device, "--no-progress", *extra]
 
 
+def rerun_environment(entry: Entry, threads: str, code: Path) -> dict[str, str]:
+    """The environment of the re-run: the recorded arithmetic (:mod:`training.arithmetic`) and thread count, the
+    worktree's code, and the worktree's own manifest."""
+    setting = arithmetic.recorded(entry.recipe.get("cpu"))
+    if setting not in arithmetic.CHOICES:
+        raise ReproduceError(f"{entry.id} was trained with the {setting} arithmetic, which the engine does not set; "
+                             "set those variables and run its recorded command yourself")
+    env = arithmetic.environment(setting, os.environ)
+    env.pop("ZOO_MANIFEST", None)
+    return {**env, "OMP_NUM_THREADS": threads, "PYTHONPATH": str(code)}
+
+
 def reproduce(model_id: str, work: Path, data_root: Path | None = None) -> Comparison:
     """Re-run ``model_id`` in ``work`` (a worktree ``code`` and the run folder ``run``) and compare."""
     from zoo.weights.resolve import resolve_file
@@ -182,8 +196,7 @@ def reproduce(model_id: str, work: Path, data_root: Path | None = None) -> Compa
     try:
         place_start(entry, today, code)
         command = rerun_command(entry, work / RUN, data_root)
-        env = {**os.environ, "OMP_NUM_THREADS": command[command.index("--threads") + 1], "PYTHONPATH": str(code)}
-        env.pop("ZOO_MANIFEST", None)
+        env = rerun_environment(entry, command[command.index("--threads") + 1], code)
         print(f"re-running {model_id} at {commit[:12]}: {shlex.join(command[command.index('training.train'):])}",
               flush=True)
         done = subprocess.run(command, cwd=code, env=env)
@@ -192,8 +205,7 @@ def reproduce(model_id: str, work: Path, data_root: Path | None = None) -> Compa
     finally:
         git(REPO_ROOT, "worktree", "remove", "--force", str(code))
     again = Entry.from_dict(json.loads((work / RUN / ENTRY_JSON).read_text()))
-    cpu = cpu_record()
-    return compare(entry, recorded_file, again, work / RUN / again.filename, f"{cpu['model']} ({cpu['isa']})")
+    return compare(entry, recorded_file, again, work / RUN / again.filename, cpu_text(again.recipe))
 
 
 def git(folder: Path, *args: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Sequence
 import torch
 from filelock import FileLock, Timeout
 
+from training.arithmetic import CHOICE, recorded
 from training.command import UsageError, check_arguments, command_line, departures, parse_args, resolved_config
 from training.provenance import REPO_ROOT, cpu_record, git_commit, hardware
 from training.publish import publish_run, update_manifest
@@ -317,6 +318,10 @@ def resumed_run(out_dir: Path, now: dict[str, Any]) -> tuple[dict[str, Any], lis
             raise UsageError(f"--resume: {out_dir} was started with {key} {saved[key]}, this process has "
                              f"{now[key]}; resume it with the same {flag} (it changes the arithmetic, so the "
                              "checkpoint would not be the recorded command's)")
+    before, after = recorded(saved.get("cpu")), now["cpu"]["arithmetic"]
+    if before != after:
+        raise UsageError(f"--resume: {out_dir} was started with the {before} arithmetic, this process has {after}; "
+                         f"resume it with {CHOICE}={before} (the arithmetic changes the bytes)")
     started = {**now, **{key: saved[key] for key in ("git_commit", "cpu") if key in saved}}
     return started, list(saved.get("resumed_at", []))
 

@@ -214,12 +214,18 @@ def _cmd_new_rule(args: argparse.Namespace) -> int:
 
 
 def _cmd_benchmark(args: argparse.Namespace) -> int:
-    try:
-        from training.benchmark import main as benchmark
-    except ImportError:
+    """``python -m training.benchmark`` in a fresh interpreter with this one's import path: the engine sets its
+    arithmetic before torch starts (``training.arithmetic``), which this process has already started."""
+    import importlib.util
+    import os
+    import subprocess
+
+    if importlib.util.find_spec("training") is None:
         raise ZooError("zoo benchmark trains with the repository's training code (training/): run it from a checkout "
-                       "of bioplausible-zoo, with your plugin installed") from None
-    return benchmark(args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments)
+                       "of bioplausible-zoo, with your plugin installed")
+    arguments = args.arguments[1:] if args.arguments[:1] == ["--"] else args.arguments
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    return subprocess.run([sys.executable, "-m", "training.benchmark", *arguments], env=env).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:

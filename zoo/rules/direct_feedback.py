@@ -23,11 +23,19 @@ sets the target before the forward pass. Inference is a plain forward pass; as f
 active in training mode only (:meth:`zoo.rules.base.RuleLayer.rule_active`), so an eval-mode model has true input
 gradients.
 
-Convolutions: the error is projected onto the convolution's whole input, ``[N, C, H, W]``, through a dense
-``[num_classes, C*H*W]`` matrix (a separate random weight for every position). BioTorch's DFA instead broadcasts the
-error over the positions and projects it through a ``[num_classes, C, k, k]`` kernel, far fewer numbers; that is a
-different algorithm, so its figures compare with these only loosely. The zoo keeps the dense projection: it is DFA as
-Noekland defines it for any layer, and every published DFA checkpoint loads unchanged.
+Convolutions project the error in one of two ways, the rule's option ``projection`` (recorded in ``arch``):
+
+* ``"dense"`` (the default, and every DFA checkpoint published before the option existed): onto the convolution's
+  whole input ``[N, C, H, W]`` through a dense ``[num_classes, C*H*W]`` matrix, a separate random weight for every
+  position. It is DFA as Noekland defines it for any layer.
+* ``"kernel"``: BioTorch's convolutional DFA (``biotorch/layers/dfa/conv.py``). The error is broadcast over the
+  convolution's output positions, ``[N, num_classes, H', W']``, and sent to its input through the transposed
+  convolution with a fixed random ``[num_classes, C, k, k]`` kernel (the layer's own stride and padding). Every
+  position of a channel so receives the same signal (less at the borders, which fewer kernel taps reach), and the
+  matrix is tiny. Its entries are drawn uniformly from ``+-1/sqrt(num_classes*k*k)``, so that the ``k*k`` taps
+  that meet at a position sum to the spread of one dense entry (``+-1/sqrt(num_classes)``).
+
+Fully connected layers always project through a dense ``[num_classes, in_features]`` matrix.
 
 Residual nets (:mod:`zoo.archs.resnet20`): DFA projects ``e`` onto the input of every convolution, i.e. onto the
 input of each block's two convolutions (and of the stem and head), never onto the block outputs themselves. The
@@ -54,6 +62,7 @@ from zoo.evaluation.alignment import compare, gradient_alignment, gradient_rule_
 from zoo.rules.base import Rule, RuleLayer, give_labels, memory_format_of
 
 MODES = ("dfa", "drtp")
+PROJECTIONS = ("dense", "kernel")
 
 
 class ErrorSignal:
@@ -78,14 +87,17 @@ class _DirectFeedbackMixin(RuleLayer):
     weight: Tensor
     feedback: Tensor
 
-    def _init_direct(self, in_numel: int, num_classes: int, signal: ErrorSignal, mode: str) -> None:
+    def _init_direct(self, feedback_shape: tuple[int, ...], num_classes: int, signal: ErrorSignal, mode: str) -> None:
+        """The fixed ``feedback`` ``[num_classes, *feedback_shape]``, uniform in ``+-1/sqrt(num_classes * taps)``
+        where ``taps`` is the size of the trailing kernel dimensions (1 for a dense matrix)."""
         if mode not in MODES:
             raise ValueError(f"unknown direct feedback mode {mode!r}; accepted: {MODES}")
         self.mode = mode
         self.num_classes = int(num_classes)
         self.signal = signal
-        bound = 1.0 / math.sqrt(self.num_classes)
-        self.register_buffer("feedback", torch.empty(self.num_classes, in_numel).uniform_(-bound, bound))
+        taps = math.prod(feedback_shape[1:])
+        bound = 1.0 / math.sqrt(self.num_classes * taps)
+        self.register_buffer("feedback", torch.empty(self.num_classes, *feedback_shape).uniform_(-bound, bound))
 
     def receive_labels(self, labels: Tensor | None) -> None:
         """DRTP's layers project the one-hot target of ``labels`` (shared through the network's signal)."""
@@ -103,8 +115,8 @@ class _DirectFeedbackMixin(RuleLayer):
                                    f"feedback is built for {self.num_classes} classes")
             self.signal.error = error
 
-    def _input_gradient(self, input_shape: torch.Size, dtype: torch.dtype) -> Tensor:
-        feedback = self.feedback
+    def _source(self, dtype: torch.dtype) -> Tensor:
+        """What is projected: the output error ``e`` (DFA) or ``-t/N`` (DRTP), ``[N, num_classes]``."""
         if self.mode == "dfa":
             source = self.signal.error
             if source is None:
@@ -116,7 +128,11 @@ class _DirectFeedbackMixin(RuleLayer):
                 raise RuntimeError("DRTP: no target set; call zoo.rules.base.give_labels(model, labels) before the "
                                    "forward pass (DRTPTrainer does)")
             source = -target / target.shape[0]
-        return source.to(dtype).mm(feedback.to(dtype)).reshape(input_shape)
+        return source.to(dtype)
+
+    def _input_gradient(self, input_shape: torch.Size, dtype: torch.dtype) -> Tensor:
+        """The dense projection ``source B`` onto the layer's input."""
+        return self._source(dtype).mm(self.feedback.flatten(1).to(dtype)).reshape(input_shape)
 
 
 class _LinearDirectFn(torch.autograd.Function):
@@ -149,7 +165,7 @@ class DirectFeedbackLinear(_DirectFeedbackMixin, nn.Linear):
     def __init__(self, in_features: int, out_features: int, num_classes: int, signal: ErrorSignal,
                  mode: str = "dfa", bias: bool = True) -> None:
         super().__init__(in_features, out_features, bias=bias)
-        self._init_direct(in_features, num_classes, signal, mode)
+        self._init_direct((in_features,), num_classes, signal, mode)
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.rule_active():
@@ -184,22 +200,39 @@ class _ConvDirectFn(torch.autograd.Function):
                 [layer.out_channels] if ctx.has_bias else None, list(layer.stride), list(layer.padding),
                 list(layer.dilation), False, [0, 0], layer.groups, [False, ctx.needs_input_grad[1], want_b])
         if ctx.needs_input_grad[0]:
-            grad_x = layer._input_gradient(x.shape, grad_out.dtype)
+            grad_x = layer._conv_input_gradient(x, grad_out)
         return grad_x, grad_w if ctx.needs_input_grad[1] else None, grad_b if want_b else None, None
 
 
 class DirectFeedbackConv2d(_DirectFeedbackMixin, nn.Conv2d):
-    """An ``nn.Conv2d`` on inputs of shape ``in_shape`` ``(C, H, W)`` whose input gradient is ``e B`` (DFA) or
-    ``-(t/N) B`` (DRTP); ``B`` is the buffer ``feedback`` ``[num_classes, C*H*W]``. Forward is ``nn.Conv2d``'s."""
+    """An ``nn.Conv2d`` on inputs of shape ``in_shape`` ``(C, H, W)`` whose input gradient is the projected error
+    ``e`` (DFA) or ``-t/N`` (DRTP). ``projection="dense"``: ``e B`` with the buffer ``feedback``
+    ``[num_classes, C*H*W]``; ``"kernel"``: ``e`` broadcast over the output positions and sent back through the
+    transposed convolution with ``feedback`` ``[num_classes, C, k, k]``. Forward is ``nn.Conv2d``'s."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | tuple[int, int], *,
                  in_shape: Sequence[int], num_classes: int, signal: ErrorSignal, mode: str = "dfa",
-                 stride: int = 1, padding: int = 0, bias: bool = True) -> None:
+                 stride: int = 1, padding: int = 0, bias: bool = True, projection: str = "dense") -> None:
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias)
         self.in_shape = tuple(int(d) for d in in_shape)
         if len(self.in_shape) != 3 or self.in_shape[0] != in_channels:
             raise ValueError(f"in_shape must be (C, H, W) with C = in_channels = {in_channels}, got {in_shape}")
-        self._init_direct(math.prod(self.in_shape), num_classes, signal, mode)
+        if projection not in PROJECTIONS:
+            raise ValueError(f"unknown direct feedback projection {projection!r}; accepted: {PROJECTIONS}")
+        self.projection = projection
+        shape = (math.prod(self.in_shape),) if projection == "dense" else (in_channels, *self.kernel_size)
+        self._init_direct(shape, num_classes, signal, mode)
+
+    def _conv_input_gradient(self, x: Tensor, grad_out: Tensor) -> Tensor:
+        if self.projection == "dense":
+            return self._input_gradient(x.shape, grad_out.dtype)
+        source = self._source(grad_out.dtype)
+        layout = memory_format_of(x)
+        spread = source[:, :, None, None].expand(-1, -1, *grad_out.shape[2:]).contiguous(memory_format=layout)
+        grad_x, _, _ = torch.ops.aten.convolution_backward(
+            spread, x, self.feedback.to(grad_out.dtype).contiguous(memory_format=layout), None, list(self.stride),
+            list(self.padding), list(self.dilation), False, [0, 0], 1, [True, False, False])
+        return grad_x
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.rule_active():
@@ -210,7 +243,8 @@ class DirectFeedbackConv2d(_DirectFeedbackMixin, nn.Conv2d):
         return _ConvDirectFn.apply(x, self.weight, self.bias, self)
 
     def extra_repr(self) -> str:
-        return f"{super().extra_repr()}, in_shape={self.in_shape}, mode={self.mode}, num_classes={self.num_classes}"
+        return (f"{super().extra_repr()}, in_shape={self.in_shape}, mode={self.mode}, num_classes={self.num_classes}, "
+                f"projection={self.projection}")
 
 
 class DRTPTrainer(GradientTrainer):
@@ -242,9 +276,11 @@ def drtp_alignment(model: nn.Module, x: Tensor, y: Tensor) -> dict[str, float]:
 # Rules
 
 
-def direct_layers(mode: str, num_classes: int) -> LayerKit:
+def direct_layers(mode: str, num_classes: int, projection: str = "dense") -> LayerKit:
     """Layers of one network sharing one :class:`ErrorSignal`: every fully connected layer a
-    :class:`DirectFeedbackLinear`, every convolution a :class:`DirectFeedbackConv2d`."""
+    :class:`DirectFeedbackLinear`, every convolution a :class:`DirectFeedbackConv2d` with ``projection``."""
+    if projection not in PROJECTIONS:
+        raise ValueError(f"unknown direct feedback projection {projection!r}; accepted: {PROJECTIONS}")
     signal = ErrorSignal()
 
     def linear(in_features: int, out_features: int) -> nn.Module:
@@ -254,14 +290,14 @@ def direct_layers(mode: str, num_classes: int) -> LayerKit:
              bias: bool = True, in_shape: tuple[int, int, int]) -> nn.Module:
         return DirectFeedbackConv2d(in_channels, out_channels, kernel_size, in_shape=in_shape,
                                     num_classes=num_classes, signal=signal, mode=mode, stride=stride, padding=padding,
-                                    bias=bias)
+                                    bias=bias, projection=projection)
 
     return LayerKit(linear=linear, conv=conv)
 
 
-def dfa_layers(num_classes: int) -> LayerKit:
-    """Direct feedback alignment's layers."""
-    return direct_layers("dfa", num_classes)
+def dfa_layers(num_classes: int, projection: str = "dense") -> LayerKit:
+    """Direct feedback alignment's layers, projecting onto convolutions by ``projection`` (``PROJECTIONS``)."""
+    return direct_layers("dfa", num_classes, projection)
 
 
 def drtp_layers(num_classes: int) -> LayerKit:
@@ -277,7 +313,8 @@ RULES = (
     Rule(name="dfa", learning_rule="direct_feedback_alignment",
          description="trained with direct feedback alignment: the output error is sent to every hidden layer "
                      "through its own fixed random matrix (stored in the checkpoint).",
-         trainer=GradientTrainer, paper=NOEKLAND, layers=dfa_layers, alignment=gradient_alignment),
+         trainer=GradientTrainer, paper=NOEKLAND, layers=dfa_layers, options={"projection": "dense"},
+         alignment=gradient_alignment),
     Rule(name="drtp", learning_rule="direct_random_target_projection",
          description="trained with direct random target projection: each hidden layer learns from the one-hot "
                      "target through a fixed random matrix, without any error feedback; the output layer from its "
