@@ -219,19 +219,30 @@ def test_dfa_with_one_hidden_layer_and_b_equal_w_out_is_backprop() -> None:
         torch.testing.assert_close(ours[name], exact[name], rtol=1e-5, atol=1e-7)
 
 
-def test_dfa_conv_projects_the_error_onto_its_input() -> None:
-    torch.manual_seed(10)
+def conv_under_dfa(padding: int, projection: str) -> tuple[DirectFeedbackConv2d, torch.Tensor, torch.Tensor,
+                                                             torch.Tensor, torch.Tensor]:
+    """A DFA convolution (2 -> 3 maps, 3x3, inputs 2x6x6, 4 classes) under a DFA linear head, after one backward
+    pass of 5 random images: the conv, its input ``x`` (with its gradient), its output ``h``, the output error ``e``
+    and the gradient ``delta`` its output received from the head's projection."""
     signal = ErrorSignal()
-    conv = DirectFeedbackConv2d(2, 3, 3, in_shape=(2, 6, 6), num_classes=4, signal=signal)
-    head = DirectFeedbackLinear(3 * 4 * 4, 4, 4, signal)
+    conv = DirectFeedbackConv2d(2, 3, 3, in_shape=(2, 6, 6), num_classes=4, signal=signal, padding=padding,
+                                projection=projection)
+    size = 6 + 2 * padding - 2
+    head = DirectFeedbackLinear(3 * size * size, 4, 4, signal)
     x = torch.randn(5, 2, 6, 6, requires_grad=True)
     y = torch.randint(0, 4, (5,))
     h = conv(x)
     logits = head(torch.relu(h).flatten(1))
     F.cross_entropy(logits, y).backward()
     e = (logits.detach().softmax(1) - F.one_hot(y, 4).float()) / 5
+    delta = (e @ head.feedback).view(5, 3, size, size) * (h.detach() > 0)
+    return conv, x, h, e, delta
+
+
+def test_dfa_conv_projects_the_error_onto_its_input() -> None:
+    torch.manual_seed(10)
+    conv, x, _, e, delta = conv_under_dfa(padding=0, projection="dense")
     torch.testing.assert_close(x.grad, (e @ conv.feedback).view_as(x))
-    delta = (e @ head.feedback).view(5, 3, 4, 4) * (h.detach() > 0)
     torch.testing.assert_close(conv.weight.grad, torch.nn.grad.conv2d_weight(x.detach(), conv.weight.shape, delta))
     torch.testing.assert_close(conv.bias.grad, delta.sum((0, 2, 3)))
 
@@ -240,23 +251,14 @@ def test_dfa_kernel_projection_broadcasts_the_error_through_a_k_by_k_kernel() ->
     """BioTorch's convolutional DFA: every input position of a channel receives the error through the sum of the
     kernel taps that reach it, so inside the map it is ``e B.sum(k, k)`` and in a corner only the taps that reach."""
     torch.manual_seed(12)
-    signal = ErrorSignal()
-    conv = DirectFeedbackConv2d(2, 3, 3, in_shape=(2, 6, 6), num_classes=4, signal=signal, padding=1,
-                                projection="kernel")
-    assert conv.feedback.shape == (4, 2, 3, 3) and conv.feedback.abs().max() <= 1 / math.sqrt(4 * 9)
-    head = DirectFeedbackLinear(3 * 6 * 6, 4, 4, signal)
-    x = torch.randn(5, 2, 6, 6, requires_grad=True)
-    y = torch.randint(0, 4, (5,))
-    h = conv(x)
-    logits = head(torch.relu(h).flatten(1))
-    F.cross_entropy(logits, y).backward()
-    e = (logits.detach().softmax(1) - F.one_hot(y, 4).float()) / 5
+    conv, x, _, e, delta = conv_under_dfa(padding=1, projection="kernel")
     b = conv.feedback
+    assert b.shape == (4, 2, 3, 3) and b.abs().max() <= 1 / math.sqrt(4 * 9)
     inside = torch.einsum("nj,jc->nc", e, b.sum((2, 3)))
     torch.testing.assert_close(x.grad[:, :, 1:-1, 1:-1], inside[:, :, None, None].expand(5, 2, 4, 4))
     # output positions 0 and 1 reach input position 0 through kernel taps 1 and 0 of each axis
     torch.testing.assert_close(x.grad[:, :, 0, 0], torch.einsum("nj,jc->nc", e, b[:, :, :2, :2].sum((2, 3))))
-    delta = (e @ head.feedback).view(5, 3, 6, 6) * (h.detach() > 0)  # the weight learns from what reaches it
+    # the weight learns from what reaches its output
     torch.testing.assert_close(conv.weight.grad,
                                torch.nn.grad.conv2d_weight(x.detach(), conv.weight.shape, delta, padding=1))
 
