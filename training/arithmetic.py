@@ -24,7 +24,7 @@ CHOICE = "ZOO_ARITHMETIC"
 CHOICES = ("portable", "native")
 
 
-def chosen(env: MutableMapping[str, str] = os.environ) -> str:
+def chosen(env: Mapping[str, str] = os.environ) -> str:
     """The arithmetic ``$ZOO_ARITHMETIC`` asks for (default ``portable``); :class:`ValueError` for anything else."""
     value = env.get(CHOICE, "portable")
     if value not in CHOICES:
@@ -39,7 +39,7 @@ def apply(env: MutableMapping[str, str] = os.environ) -> None:
         env.update(PORTABLE)
 
 
-def in_effect(env: MutableMapping[str, str] = os.environ) -> str:
+def in_effect(env: Mapping[str, str] = os.environ) -> str:
     """``portable`` when the environment holds :data:`PORTABLE`, ``native`` when it sets none of those variables,
     else ``custom (NAME=value, ...)`` naming the ones set."""
     present = {name: env[name] for name in PORTABLE if name in env}
