@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from training_runs import REPO, TINY_BP_MLP, clone_of_this_tree, git
 
@@ -74,17 +75,18 @@ def test_a_retrain_replaces_the_old_checkpoint_only_within_the_tolerance(tmp_pat
     assert refused.returncode == 2 and "not legacy checkpoints" in refused.stderr
 
 
-def test_a_start_and_its_fine_tune_are_replaced_together_or_not_at_all(tmp_path: Path, data_root: Path) -> None:
-    """A start within the tolerance whose fine-tune falls outside it is put back, so the kept fine-tune still holds
-    the checkpoint it started from."""
-    clone = clone_of_this_tree(tmp_path / "clone")
+def legacy_fa_pair(folder: Path) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """A committed clone of this tree in ``folder`` where ``fa_mlp.mnist`` and its fine-tune ``fa_mlp.fashion_mnist``
+    are legacy entries, the start at 10 % (any retrain beats it), the fine-tune at 99.9 % (no retrain comes within the
+    tolerance), with a recipe that trains in seconds; the clone and the two old entries."""
+    clone = clone_of_this_tree(folder)
     manifest_file = clone / "weights_manifest.json"
     manifest = json.loads(manifest_file.read_text())
     pair = {e["id"]: e for e in manifest["weights"] if e["id"] in ("fa_mlp.mnist", "fa_mlp.fashion_mnist")}
     for entry in pair.values():
         entry["recipe"] = {k: v for k, v in entry["recipe"].items() if k not in ("threads", "curve")}
-    pair["fa_mlp.mnist"]["metrics"]["top1"] = 10.0  # any retrain beats it
-    pair["fa_mlp.fashion_mnist"]["metrics"]["top1"] = 99.9  # no tiny retrain comes within 0.3 of it
+    pair["fa_mlp.mnist"]["metrics"]["top1"] = 10.0
+    pair["fa_mlp.fashion_mnist"]["metrics"]["top1"] = 99.9
     manifest_file.write_text(json.dumps(manifest, indent=1) + "\n")
     tiny = {"entrypoint": "fa_mlp", "selected_on": "test", "notes": "seconds, for this test",
             "defaults": {"arch": {"hidden": [16]}, "fit": {"epochs": 1}},
@@ -93,6 +95,14 @@ def test_a_start_and_its_fine_tune_are_replaced_together_or_not_at_all(tmp_path:
     (clone / "results" / "legacy_retrains.json").write_text("{}\n")  # tracked, as in the zoo: written between runs
     git(clone, "add", "results/legacy_retrains.json")
     git(clone, "commit", "-qam", "the fa_mlp pair as legacy entries; a tiny fa_mlp recipe")
+    return clone, pair
+
+
+def test_a_start_and_its_fine_tune_are_replaced_together_or_not_at_all(tmp_path: Path, data_root: Path) -> None:
+    """A start within the tolerance whose fine-tune falls outside it is put back, so the kept fine-tune still holds
+    the checkpoint it started from."""
+    clone, pair = legacy_fa_pair(tmp_path / "clone")
+    manifest_file = clone / "weights_manifest.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_DATA_ROOT": str(data_root)}
     env.pop("ZOO_MANIFEST", None)
     done = subprocess.run([sys.executable, "-m", "training.retrain", "fa_mlp.mnist"], cwd=clone, env=env,
@@ -108,3 +118,37 @@ def test_a_start_and_its_fine_tune_are_replaced_together_or_not_at_all(tmp_path:
     assert all((clone / e["file"]).is_file() for e in pair.values())
     new_start = f"weights/fa_mlp.mnist-{record['fa_mlp.mnist']['new_sha256'][:8]}.safetensors"
     assert not (clone / new_start).exists(), "the put-back start's new file is deleted"
+
+
+def test_a_group_a_stopped_session_began_is_finished_and_decided_as_one(tmp_path: Path, data_root: Path) -> None:
+    """The start is retrained and published, then its fine-tune's run fails (here: no Fashion-MNIST files; a killed
+    session alike). The next call still retrains the fine-tune as the start's group member and, the fine-tune being
+    kept, puts the start back, though the start is no longer a legacy entry by then."""
+    clone, pair = legacy_fa_pair(tmp_path / "clone")
+    manifest_file = clone / "weights_manifest.json"
+    mnist_only = tmp_path / "mnist_only"
+    mnist_only.mkdir()
+    (mnist_only / "MNIST").symlink_to(data_root / "MNIST")
+
+    def retrain(root: Path, model_id: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_DATA_ROOT": str(root)}
+        env.pop("ZOO_MANIFEST", None)
+        return subprocess.run([sys.executable, "-m", "training.retrain", model_id], cwd=clone, env=env,
+                              capture_output=True, text=True)
+
+    stopped = retrain(mnist_only, "fa_mlp.mnist")  # the start brings its fine-tune
+    assert stopped.returncode == 2 and "fa_mlp.fashion_mnist" in stopped.stderr
+    record = json.loads((clone / "results" / "legacy_retrains.json").read_text())
+    assert set(record) == {"fa_mlp.mnist"} and record["fa_mlp.mnist"]["replaced"]
+    assert not is_legacy(read_manifest(manifest_file).entries["fa_mlp.mnist"]), "the start is published anew"
+
+    finished = retrain(data_root, "fa_mlp.fashion_mnist")  # the fine-tune alone, as the only legacy id left
+    assert finished.returncode == 0, finished.stderr
+    assert "fa_mlp.fashion_mnist: 99.90 -> " in finished.stdout
+    record = json.loads((clone / "results" / "legacy_retrains.json").read_text())
+    assert not record["fa_mlp.fashion_mnist"]["replaced"]
+    assert not record["fa_mlp.mnist"]["replaced"] and "fa_mlp.fashion_mnist" in record["fa_mlp.mnist"]["note"]
+    assert all("old_entry" not in r for r in record.values()), "the group is decided"
+    after = {e["id"]: e for e in json.loads(manifest_file.read_text())["weights"] if e["id"] in pair}
+    assert after == pair, "both entries are the old ones again"
+    assert all((clone / e["file"]).is_file() for e in pair.values())

@@ -71,3 +71,26 @@ def test_a_seed_run_is_recorded_once_and_not_repeated(tmp_path: Path, monkeypatc
     assert block["runs"]["1"]["cpu"]["isa"] and not list(tmp_path.glob("*.tmp"))
     again = seed_spread.run_seed("frsf_mlp.mnist", 1, data_root, record)  # its finished folder is read, not retrained
     assert again == top1
+
+
+def test_a_seed_is_recorded_with_its_own_runs_commit_and_cpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             data_root: Path) -> None:
+    """A run a stopped session finished is recorded later, by a process at another commit and perhaps another
+    arithmetic: the record names the run's own (as its entry does), not the recording process's."""
+    original = seed_spread.command_for_seed
+    monkeypatch.setattr(seed_spread, "command_for_seed", lambda model_id, seed, out: [
+        *original(model_id, seed, out), "--epochs", "1", "--limit", "300", "--test-limit", "100"])
+    monkeypatch.setattr(seed_spread, "RUNS", tmp_path / "runs")
+    record = tmp_path / "seed_spread.json"
+    seed_spread.run_seed("dfa_mlp.mnist", 2, data_root, record)
+    entry_file = tmp_path / "runs" / "dfa_mlp.mnist" / "seed-2" / "entry.json"
+    finished = json.loads(entry_file.read_text())
+    run = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "resumed_at": [{"git_commit": "f" * 40}],
+           "cpu": {**finished["recipe"]["cpu"], "arithmetic": "native", "isa": "AVX512"}}
+    finished["recipe"] |= run
+    entry_file.write_text(json.dumps(finished))
+    record.unlink()  # the session stopped after the run finished, before it was recorded
+    seed_spread.run_seed("dfa_mlp.mnist", 2, data_root, record)
+    recorded = json.loads(record.read_text())["dfa_mlp.mnist"]["runs"]["2"]
+    assert {key: recorded[key] for key in run} == run
+    assert recorded["command"] == finished["recipe"]["command"]

@@ -139,6 +139,9 @@ def test_a_recipe_run_keeps_its_state_where_git_tracks_it() -> None:
     for name in ("state.json", "state-epoch0007.safetensors", "run.json", "train.log"):
         ignored = subprocess.run(["git", "check-ignore", "-q", str(folder / name)], cwd=REPO)
         assert ignored.returncode == 1, f"{name} of an in-progress run would not be committed"
+    for name in ("run.lock", ".state.json.k2j4x.tmp", ".state-epoch0008.safetensors.a8f0.tmp"):  # a write half done
+        ignored = subprocess.run(["git", "check-ignore", "-q", str(folder / name)], cwd=REPO)
+        assert ignored.returncode == 0, f"{name} of an in-progress run would be committed"
 
 
 @pytest.mark.parametrize("entrypoint, dataset, extra", [

@@ -14,7 +14,8 @@ FGSM and PGD white-box, through the rule's own gradient and transferred from ``b
 * ``DIR/pictures/``: accuracy against noise σ and attack ε, and the learning curves (needs matplotlib).
 
 The published checkpoints trained on the whole training split; the runs here on what the validation split leaves,
-which the report says.
+which the report says. Calling it again with the same ``--out`` reads the runs an earlier call finished (and resumes
+one it began) and measures only what is missing, so seeds can be added to a benchmark.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from typing import Sequence
 
 from training import robustness
 from training.report import CLAIM_EPSILON, csv_row, csv_text
-from training.train import main as train_main
+from training.train import run_to_end
 from zoo.api import manifest
 from zoo.errors import MissingExtraError, ZooError
 from zoo.evaluation.attacks import ATTACK_IMAGES
@@ -153,11 +154,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                             ("--test-limit", args.test_limit), ("--data-root", args.data_root)):
             if value is not None:
                 command += [flag, str(value)]
-        if train_main(command) != 0:
+        try:
+            run = run_to_end(command, folder)  # a folder an earlier call trained (or began) is read (or resumed)
+        except RuntimeError:
             return 2
-        measure = [str(folder), "--images", str(args.attack_images)]
-        if robustness.main(measure + (["--data-root", str(args.data_root)] if args.data_root else [])) != 0:
-            return 2
+        if run.metrics.get("robustness", {}).get("n_eval") != args.attack_images:
+            measure = [str(folder), "--images", str(args.attack_images)]
+            if robustness.main(measure + (["--data-root", str(args.data_root)] if args.data_root else [])) != 0:
+                return 2
         runs.append(read_run_folder(folder))
     published = neighbours(args.family, args.dataset)
     pictures = draw(runs, published, args.out / "pictures")

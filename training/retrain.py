@@ -15,7 +15,8 @@ legacy fine-tunes that start from it are one group, replaced together or not at 
 checkpoint it started from.
 ``results/legacy_retrains.json`` records old and new top-1, the difference, whether it replaced, both SHA-256s, wall
 time, commit and CPU, written atomically as each run finishes,
-so an interrupted session keeps what it finished and a recorded id is not trained again.
+so an interrupted session keeps what it finished and a recorded id is not trained again. Until its group is decided,
+an id's record keeps its old entry; a group a stopped session began is finished and decided first, by any call.
 """
 from __future__ import annotations
 
@@ -30,11 +31,11 @@ from training.publish import publish_run, update_manifest
 from zoo.files import atomic_write_text
 from zoo.weights.manifest import Entry, Manifest, read_manifest
 from zoo.weights.paths import manifest_path
-from zoo.weights.run_folder import ENTRY_JSON, read_run_folder
 
 RECORD = REPO_ROOT / "results" / "legacy_retrains.json"
 RUNS = REPO_ROOT / "runs" / "retrain"
 TOLERANCE_PP = 0.3  # a retrain replaces the published checkpoint unless it is worse than this
+UNDECIDED = "old_entry"  # a record's key while its group is undecided: the entry to put back
 
 
 def is_legacy(entry: Entry) -> bool:
@@ -70,36 +71,44 @@ def read_record(path: Path | None = None) -> dict[str, Any]:
 
 def train_run(entry: Entry, out: Path, data_root: Path | None) -> Entry:
     """Run (or resume, or find finished) the published recipe of ``entry`` in ``out``; its run entry."""
-    from training.train import main as train_main
+    from training.train import run_to_end
 
-    if not (out / ENTRY_JSON).is_file():
-        command = [entry.entrypoint, "--dataset", entry.dataset, "--out", str(out), "--threads", "1", "--no-progress",
-                   *(["--data-root", str(data_root)] if data_root is not None else []),
-                   *(["--resume"] if (out / "run.json").is_file() else [])]
-        if train_main(command) != 0:
-            raise RuntimeError(f"the retrain of {entry.id} failed; see above (run the same command to resume it)")
-    return read_run_folder(out)
+    command = [entry.entrypoint, "--dataset", entry.dataset, "--out", str(out), "--threads", "1", "--no-progress",
+               *(["--data-root", str(data_root)] if data_root is not None else [])]
+    return run_to_end(command, out)
 
 
 def retrain(model_id: str, manifest_file: Path, data_root: Path | None, runs: Path = RUNS,
-            record_path: Path = RECORD) -> dict[str, Any]:
-    """Retrain ``model_id``, publish it if :func:`replaces` says so (keeping the old file), and record the outcome;
-    the record."""
+            record_path: Path = RECORD, group: Sequence[str] | None = None) -> dict[str, Any]:
+    """Retrain ``model_id``, publish it if :func:`replaces` says so (keeping the old file), and record the outcome as
+    undecided until :func:`retrain_group` decides ``group`` (default: ``model_id`` alone): the record keeps the old
+    entry, so a session that stops before the group is decided can still put it back; the outcome."""
     old = read_manifest(manifest_file).entries[model_id]
     if not is_legacy(old):
         raise ValueError(f"{model_id} is not a legacy checkpoint: its entry records threads and a learning curve")
     new = train_run(old, runs / model_id, data_root)
     replaced = replaces(old.metrics["top1"], new.metrics["top1"])
-    if replaced:
-        publish_run(runs / model_id, manifest_file, data_root)  # the old file stays until its group is decided
     outcome = {"old_top1": old.metrics["top1"], "new_top1": new.metrics["top1"],
                "delta_pp": round(new.metrics["top1"] - old.metrics["top1"], 2), "replaced": replaced,
                "old_sha256": old.sha256, "new_sha256": new.sha256, "wall_time_s": new.recipe["wall_time_s"],
-               "git_commit": new.recipe["git_commit"], "cpu": new.recipe.get("cpu", cpu_record())}
-    record = read_record(record_path)
-    record[model_id] = outcome
-    atomic_write_text(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+               "git_commit": new.recipe["git_commit"], "cpu": new.recipe.get("cpu", cpu_record()),
+               "group": list(group or [model_id]), UNDECIDED: old.to_dict()}
+    write_outcomes(record_path, {model_id: outcome})  # first: a replaced entry is always recorded as undecided
+    if replaced:
+        publish_run(runs / model_id, manifest_file, data_root)  # the old file stays until its group is decided
     return outcome
+
+
+def write_outcomes(record_path: Path, outcomes: dict[str, dict[str, Any]]) -> None:
+    """Merge ``outcomes`` into the record at ``record_path`` (written atomically)."""
+    record = read_record(record_path) | outcomes
+    atomic_write_text(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def undecided_groups(record: dict[str, Any]) -> list[list[str]]:
+    """The groups a stopped session retrained in part: some member is recorded, its group not yet decided."""
+    found = [r["group"] for r in record.values() if UNDECIDED in r]
+    return [group for i, group in enumerate(found) if group not in found[:i]]
 
 
 def retrain_group(group: Sequence[str], manifest_file: Path, data_root: Path | None, runs: Path = RUNS,
@@ -107,9 +116,21 @@ def retrain_group(group: Sequence[str], manifest_file: Path, data_root: Path | N
     """Retrain a start checkpoint and its legacy fine-tunes (``group``, the start first; each fine-tune trains from
     the start as published by then) as one: if any member is kept, the replaced ones are put back to their old
     entries, so a kept fine-tune keeps the checkpoint it started from; otherwise the old files of the replaced members
-    are deleted. The records."""
-    olds = {i: read_manifest(manifest_file).entries[i] for i in group}
-    outcomes = {i: retrain(i, manifest_file, data_root, runs, record_path) for i in group}
+    are deleted. A member a stopped session already retrained (recorded as undecided) is not trained again. The
+    records."""
+    earlier = read_record(record_path)
+    olds: dict[str, Entry] = {}
+    outcomes: dict[str, dict[str, Any]] = {}
+    for model_id in group:
+        if UNDECIDED in earlier.get(model_id, {}):
+            olds[model_id] = Entry.from_dict(earlier[model_id][UNDECIDED])
+            outcomes[model_id] = earlier[model_id]
+            if outcomes[model_id]["replaced"] and \
+                    read_manifest(manifest_file).entries[model_id].sha256 != outcomes[model_id]["new_sha256"]:
+                publish_run(runs / model_id, manifest_file, data_root)  # it stopped between recording and publishing
+        else:
+            olds[model_id] = read_manifest(manifest_file).entries[model_id]
+            outcomes[model_id] = retrain(model_id, manifest_file, data_root, runs, record_path, group)
     kept = [i for i in group if not outcomes[i]["replaced"]]
     for model_id in [i for i in group if outcomes[i]["replaced"]]:
         if kept:  # put back: update_manifest deletes the new file, which git HEAD does not name
@@ -118,9 +139,9 @@ def retrain_group(group: Sequence[str], manifest_file: Path, data_root: Path | N
                                    "group fell outside it and was kept, so the group keeps its old checkpoints"}
         elif olds[model_id].file not in {e.file for e in read_manifest(manifest_file).entries.values()}:
             (manifest_file.parent / str(olds[model_id].file)).unlink(missing_ok=True)
-    record = read_record(record_path) | outcomes
-    atomic_write_text(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
-    return outcomes
+    decided = {i: {k: v for k, v in outcome.items() if k != UNDECIDED} for i, outcome in outcomes.items()}
+    write_outcomes(record_path, decided)
+    return decided
 
 
 def groups(ids: Sequence[str], manifest: Manifest) -> list[list[str]]:
@@ -158,9 +179,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     done = read_record()
     try:
-        chosen = {i for i in legacy if i in args.ids or (not args.ids and i not in done)}
+        unfinished = undecided_groups(done)  # a stopped session's groups first, whatever ids are given
+        started = {i for group in unfinished for i in group}
+        chosen = {i for i in legacy if i not in started and (i in args.ids or (not args.ids and i not in done))}
         chosen |= {i for i in legacy if recipe_init(manifest.entries[i]) in chosen}  # a start brings its fine-tunes
-        for group in groups([i for i in legacy if i in chosen], manifest):
+        for group in [*unfinished, *groups([i for i in legacy if i in chosen], manifest)]:
             for model_id, r in retrain_group(group, manifest_file, args.data_root).items():
                 print(f"{model_id}: {r['old_top1']:.2f} -> {r['new_top1']:.2f} ({r['delta_pp']:+.2f} pp), "
                       f"{'replaced' if r['replaced'] else 'kept the old checkpoint'}", flush=True)

@@ -22,17 +22,17 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from training.provenance import REPO_ROOT, cpu_record, git_commit
+from training.provenance import REPO_ROOT
 from training.retrain import is_legacy
 from training.retrain import read_record as read_retrains
 from zoo.api import get_entry
 from zoo.files import atomic_write_text
 from zoo.weights.manifest import Entry
-from zoo.weights.run_folder import read_run_folder
 
 RECORD = REPO_ROOT / "results" / "seed_spread.json"
 RUNS = REPO_ROOT / "runs" / "seed_spread"
 EXTRA_SEEDS = (1, 2)
+PROVENANCE = ("command", "git_commit", "cpu", "resumed_at", "wall_time_s")  # what a seed's record keeps of its run
 
 
 def read_record(path: Path = RECORD) -> dict[str, Any]:
@@ -86,21 +86,19 @@ def command_for_seed(model_id: str, seed: int, out: Path) -> list[str]:
 
 
 def run_seed(model_id: str, seed: int, data_root: Path | None, record_path: Path = RECORD) -> float:
-    """Train seed ``seed`` of ``model_id``'s recipe and record its test top-1."""
-    from training.train import main as train_main
+    """Train seed ``seed`` of ``model_id``'s recipe (or finish, or read, the run a stopped session left) and record
+    its test top-1 with the run's own provenance: the commit and CPU it started with, and where it was resumed."""
+    from training.train import run_to_end
 
     out = RUNS / model_id / f"seed-{seed}"
     command = command_for_seed(model_id, seed, out)
     if data_root is not None:
         command += ["--data-root", str(data_root)]
-    if not (out / "entry.json").is_file() and train_main([*command, *(["--resume"] if out.is_dir() else [])]) != 0:
-        raise RuntimeError(f"the run of seed {seed} of {model_id} failed; see above")
-    entry = read_run_folder(out)
+    entry = run_to_end(command, out)
     record = read_record(record_path)
     block = record.setdefault(model_id, {"seeds": {}, "runs": {}})
     block["seeds"][str(seed)] = entry.metrics["top1"]
-    block["runs"][str(seed)] = {"command": entry.recipe["command"], "git_commit": git_commit(), "cpu": cpu_record(),
-                                "wall_time_s": entry.recipe["wall_time_s"]}
+    block["runs"][str(seed)] = {key: entry.recipe[key] for key in PROVENANCE if key in entry.recipe}
     atomic_write_text(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
     return float(entry.metrics["top1"])
 

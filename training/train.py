@@ -35,7 +35,7 @@ from zoo.weights.checkpoint import load_into, save_checkpoint
 from zoo.weights.integrity import sha256_file
 from zoo.weights.manifest import Entry, pending_entry, published_entry
 from zoo.weights.paths import manifest_path
-from zoo.weights.run_folder import ENTRY_JSON, write_run_entry
+from zoo.weights.run_folder import ENTRY_JSON, read_run_folder, write_run_entry
 
 ALIGNMENT_BATCH = 1000  # first test images: the fixed batch of metrics.alignment_deg
 RUN_FILES = ("run.json", "entry.json", "state.json")  # what makes a folder a run's (besides its checkpoints)
@@ -324,6 +324,17 @@ def resumed_run(out_dir: Path, now: dict[str, Any]) -> tuple[dict[str, Any], lis
                          f"resume it with {CHOICE}={before} (the arithmetic changes the bytes)")
     started = {**now, **{key: saved[key] for key in ("git_commit", "cpu") if key in saved}}
     return started, list(saved.get("resumed_at", []))
+
+
+def run_to_end(arguments: Sequence[str], out_dir: Path) -> Entry:
+    """The finished run of ``python -m training.train ARGUMENTS`` (whose ``--out`` is ``out_dir``): read from the
+    folder when it holds it, else trained there, continuing (``--resume``) the run a stopped process left. Raises
+    ``RuntimeError`` when the run fails (its error is printed above)."""
+    if not (out_dir / ENTRY_JSON).is_file():
+        started = (out_dir / RUN_JSON).is_file() or saved_epochs(out_dir) is not None
+        if main([*arguments, *(["--resume"] if started else [])]) != 0:
+            raise RuntimeError(f"the run into {out_dir} failed; see above (the same command resumes it)")
+    return read_run_folder(out_dir)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
