@@ -127,6 +127,32 @@ def test_killed_run_resumes_to_the_same_bytes(entrypoint, extra, tmp_path, data_
     assert not list((tmp_path / "killed").glob("state*")), "a finished run removes its resumable state"
 
 
+def test_a_resumed_fine_tune_names_the_start_it_began_from(tmp_path, data_root) -> None:
+    """The start is published anew while the fine-tune is stopped: the finished run still records, by its sha256, the
+    checkpoint its weights came from (what ``training.reproduce`` rebuilds)."""
+    raw = json.loads(manifest_path().read_text())
+    (tmp_path / "weights").mkdir()
+    for published in (REPO / "weights").glob("*.safetensors"):
+        (tmp_path / "weights" / published.name).symlink_to(published)
+    manifest_copy = tmp_path / "weights_manifest.json"
+    manifest_copy.write_text(json.dumps(raw))
+    env = {"ZOO_MANIFEST": str(manifest_copy)}
+    out = tmp_path / "run"
+    args = ["fa_mlp", "--dataset", "fashion_mnist", "--epochs", "2", "--limit", "2000", "--test-limit", "200",
+            "--data-root", str(data_root), "--no-progress", "--out", str(out)]
+    entries = {e["id"]: e for e in raw["weights"]}
+    began, other = entries["fa_mlp.mnist"]["sha256"], entries["fa_mlp.fashion_mnist"]
+    kill_after_first_epoch(train_cli(*args, env_extra=env), out)
+    republished = f"weights/fa_mlp.mnist-{other['sha256'][:8]}.safetensors"  # another checkpoint of the same net
+    (tmp_path / republished).symlink_to(REPO / other["file"])
+    entries["fa_mlp.mnist"].update(file=republished, sha256=other["sha256"], size_bytes=other["size_bytes"])
+    manifest_copy.write_text(json.dumps(raw))
+    resumed = train_cli(*args, "--resume", env_extra=env)
+    log = resumed.communicate()[0]
+    assert resumed.returncode == 0, log
+    assert run_entry(out)["recipe"]["init_sha256"] == began != other["sha256"]
+
+
 def git_in(folder: Path, *args: str) -> str:
     return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=folder, check=True,
                           capture_output=True, text=True).stdout

@@ -167,11 +167,13 @@ def train_into(args: argparse.Namespace, family: Family, config: dict[str, Any],
     device = run_device(args.device)
     collective = from_environment(device)
     started = {"command": recipe["command"], "config": config, "git_commit": commit, "cpu": cpu_record(),
-               "threads": torch.get_num_threads(), "device": device.type, "processes": collective.world}
+               "threads": torch.get_num_threads(), "device": device.type, "processes": collective.world,
+               **{key: recipe[key] for key in ("init_sha256",) if key in recipe}}
     resumed_from: list[str] = []
     if args.resume and (out_dir / RUN_JSON).is_file():
         started, resumed_from = resumed_run(out_dir, started)
         commit = started["git_commit"]
+        recipe.update({key: started[key] for key in ("init_sha256",) if key in started})
     out_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(fit_config.seed)  # before anything random is built: weights, feedback matrices, Hebbian init
@@ -299,7 +301,8 @@ def resumed_run(out_dir: Path, now: dict[str, Any]) -> tuple[dict[str, Any], lis
 
     Only the run that saved the state continues: same command and resolved recipe, same thread count, device and
     process count (another would change the arithmetic, so the bytes would not be those of the recorded command).
-    The run keeps the commit and CPU it started with; the code and CPU of each resumption are recorded beside them
+    The run keeps the commit, CPU and (for a fine-tune) starting checkpoint it started with, though the start may have
+    been published anew since; the code and CPU of each resumption are recorded beside them
     (a resumed run gives the uninterrupted run's bytes only with the same code on the same kind of CPU).
     """
     try:
@@ -322,7 +325,7 @@ def resumed_run(out_dir: Path, now: dict[str, Any]) -> tuple[dict[str, Any], lis
     if before != after:
         raise UsageError(f"--resume: {out_dir} was started with the {before} arithmetic, this process has {after}; "
                          f"resume it with {CHOICE}={before} (the arithmetic changes the bytes)")
-    started = {**now, **{key: saved[key] for key in ("git_commit", "cpu") if key in saved}}
+    started = {**now, **{key: saved[key] for key in ("git_commit", "cpu", "init_sha256") if key in saved}}
     return started, list(saved.get("resumed_at", []))
 
 
