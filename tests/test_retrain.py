@@ -121,9 +121,10 @@ def test_a_start_and_its_fine_tune_are_replaced_together_or_not_at_all(tmp_path:
 
 
 def test_a_group_a_stopped_session_began_is_finished_and_decided_as_one(tmp_path: Path, data_root: Path) -> None:
-    """The start is retrained and published, then its fine-tune's run fails (here: no Fashion-MNIST files; a killed
-    session alike). The next call still retrains the fine-tune as the start's group member and, the fine-tune being
-    kept, puts the start back, though the start is no longer a legacy entry by then."""
+    """Asked for the fine-tune, the start comes along, is retrained and published; then the fine-tune's run fails
+    (here: no Fashion-MNIST files; a killed session alike) and the tree is committed, as at a session's end. The next
+    call still retrains the fine-tune as the start's group member and, the fine-tune being kept, puts the start back,
+    though the start is no longer a legacy entry by then, and deletes its new file, though git HEAD names it."""
     clone, pair = legacy_fa_pair(tmp_path / "clone")
     manifest_file = clone / "weights_manifest.json"
     mnist_only = tmp_path / "mnist_only"
@@ -136,11 +137,16 @@ def test_a_group_a_stopped_session_began_is_finished_and_decided_as_one(tmp_path
         return subprocess.run([sys.executable, "-m", "training.retrain", model_id], cwd=clone, env=env,
                               capture_output=True, text=True)
 
-    stopped = retrain(mnist_only, "fa_mlp.mnist")  # the start brings its fine-tune
+    stopped = retrain(mnist_only, "fa_mlp.fashion_mnist")  # the fine-tune brings its start
     assert stopped.returncode == 2 and "fa_mlp.fashion_mnist" in stopped.stderr
     record = json.loads((clone / "results" / "legacy_retrains.json").read_text())
     assert set(record) == {"fa_mlp.mnist"} and record["fa_mlp.mnist"]["replaced"]
-    assert not is_legacy(read_manifest(manifest_file).entries["fa_mlp.mnist"]), "the start is published anew"
+    new_start = read_manifest(manifest_file).entries["fa_mlp.mnist"]
+    assert not is_legacy(new_start), "the start is published anew"
+    git(clone, "add", "-A", "weights", "weights_manifest.json", "results")
+    git(clone, "commit", "-qm", "what the stopped session left")
+    listed = retrain(data_root, "--list").stdout.splitlines()
+    assert "| undecided |" in next(line for line in listed if "`fa_mlp.mnist`" in line)
 
     finished = retrain(data_root, "fa_mlp.fashion_mnist")  # the fine-tune alone, as the only legacy id left
     assert finished.returncode == 0, finished.stderr
@@ -152,3 +158,18 @@ def test_a_group_a_stopped_session_began_is_finished_and_decided_as_one(tmp_path
     after = {e["id"]: e for e in json.loads(manifest_file.read_text())["weights"] if e["id"] in pair}
     assert after == pair, "both entries are the old ones again"
     assert all((clone / e["file"]).is_file() for e in pair.values())
+    assert not (clone / str(new_start.file)).exists(), "the put-back start's new file is deleted"
+
+
+def test_a_retrain_that_cannot_be_published_is_refused_before_it_is_recorded(tmp_path: Path, data_root: Path) -> None:
+    """Trained from uncommitted code, a retrain within the tolerance cannot be published: the call fails, and nothing
+    is recorded that would make every later call try to publish it again."""
+    clone, _ = legacy_fa_pair(tmp_path / "clone")
+    with (clone / "training" / "retrain.py").open("a") as code:
+        code.write("\n# uncommitted\n")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ZOO_DATA_ROOT": str(data_root)}
+    env.pop("ZOO_MANIFEST", None)
+    refused = subprocess.run([sys.executable, "-m", "training.retrain", "fa_mlp.mnist"], cwd=clone, env=env,
+                             capture_output=True, text=True)
+    assert refused.returncode == 2 and "uncommitted code" in refused.stderr
+    assert json.loads((clone / "results" / "legacy_retrains.json").read_text()) == {}

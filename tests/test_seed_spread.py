@@ -82,15 +82,15 @@ def test_a_seed_is_recorded_with_its_own_runs_commit_and_cpu(tmp_path: Path, mon
         *original(model_id, seed, out), "--epochs", "1", "--limit", "300", "--test-limit", "100"])
     monkeypatch.setattr(seed_spread, "RUNS", tmp_path / "runs")
     record = tmp_path / "seed_spread.json"
-    seed_spread.run_seed("dfa_mlp.mnist", 2, data_root, record)
-    entry_file = tmp_path / "runs" / "dfa_mlp.mnist" / "seed-2" / "entry.json"
+    seed_spread.run_seed("fa_mlp.mnist", 2, data_root, record)
+    entry_file = tmp_path / "runs" / "fa_mlp.mnist" / "seed-2" / "entry.json"
     finished = json.loads(entry_file.read_text())
     run = {"git_commit": "0123456789abcdef0123456789abcdef01234567", "resumed_at": [{"git_commit": "f" * 40}],
            "cpu": {**finished["recipe"]["cpu"], "arithmetic": "native", "isa": "AVX512"}}
     finished["recipe"] |= run
     entry_file.write_text(json.dumps(finished))
     record.unlink()  # the session stopped after the run finished, before it was recorded
-    seed_spread.run_seed("dfa_mlp.mnist", 2, data_root, record)
-    recorded = json.loads(record.read_text())["dfa_mlp.mnist"]["runs"]["2"]
+    seed_spread.run_seed("fa_mlp.mnist", 2, data_root, record)
+    recorded = json.loads(record.read_text())["fa_mlp.mnist"]["runs"]["2"]
     assert {key: recorded[key] for key in run} == run
     assert recorded["command"] == finished["recipe"]["command"]

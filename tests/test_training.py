@@ -138,7 +138,7 @@ def test_a_resumed_fine_tune_names_the_start_it_began_from(tmp_path, data_root) 
     manifest_copy.write_text(json.dumps(raw))
     env = {"ZOO_MANIFEST": str(manifest_copy)}
     out = tmp_path / "run"
-    args = ["fa_mlp", "--dataset", "fashion_mnist", "--epochs", "2", "--limit", "2000", "--test-limit", "200",
+    args = ["fa_mlp", "--dataset", "fashion_mnist", "--epochs", "3", "--limit", "2000", "--test-limit", "200",
             "--data-root", str(data_root), "--no-progress", "--out", str(out)]
     entries = {e["id"]: e for e in raw["weights"]}
     began, other = entries["fa_mlp.mnist"]["sha256"], entries["fa_mlp.fashion_mnist"]
@@ -151,6 +151,13 @@ def test_a_resumed_fine_tune_names_the_start_it_began_from(tmp_path, data_root) 
     log = resumed.communicate()[0]
     assert resumed.returncode == 0, log
     assert run_entry(out)["recipe"]["init_sha256"] == began != other["sha256"]
+    unsaved = tmp_path / "unsaved"  # stopped before its first epoch ended: it starts again, from the start as now
+    unsaved.mkdir()
+    shutil.copy(out / "run.json", unsaved / "run.json")
+    again = train_cli(*args[:-1], str(unsaved), "--resume", env_extra=env)
+    log = again.communicate()[0]
+    assert again.returncode == 0, log
+    assert run_entry(unsaved)["recipe"]["init_sha256"] == other["sha256"]
 
 
 def git_in(folder: Path, *args: str) -> str:

@@ -156,7 +156,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 command += [flag, str(value)]
         try:
             run = run_to_end(command, folder)  # a folder an earlier call trained (or began) is read (or resumed)
-        except RuntimeError:
+        except (RuntimeError, ValueError, ZooError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
             return 2
         if run.metrics.get("robustness", {}).get("n_eval") != args.attack_images:
             measure = [str(folder), "--images", str(args.attack_images)]

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from training.provenance import REPO_ROOT, cpu_record
-from training.publish import publish_run, update_manifest
+from training.publish import check_run, install_run, publish_run, read_run_entry, update_manifest
 from zoo.files import atomic_write_text
-from zoo.weights.manifest import Entry, Manifest, read_manifest
+from zoo.weights.manifest import Entry, Manifest, checkpoint_filename, read_manifest
 from zoo.weights.paths import manifest_path
 
 RECORD = REPO_ROOT / "results" / "legacy_retrains.json"
@@ -86,8 +86,11 @@ def retrain(model_id: str, manifest_file: Path, data_root: Path | None, runs: Pa
     old = read_manifest(manifest_file).entries[model_id]
     if not is_legacy(old):
         raise ValueError(f"{model_id} is not a legacy checkpoint: its entry records threads and a learning curve")
-    new = train_run(old, runs / model_id, data_root)
+    train_run(old, runs / model_id, data_root)
+    new, checkpoint = read_run_entry(runs / model_id)
     replaced = replaces(old.metrics["top1"], new.metrics["top1"])
+    if replaced:  # refused before anything is recorded, so a run that cannot be published blocks no other call
+        check_run(runs / model_id, new, checkpoint, data_root)
     outcome = {"old_top1": old.metrics["top1"], "new_top1": new.metrics["top1"],
                "delta_pp": round(new.metrics["top1"] - old.metrics["top1"], 2), "replaced": replaced,
                "old_sha256": old.sha256, "new_sha256": new.sha256, "wall_time_s": new.recipe["wall_time_s"],
@@ -95,7 +98,7 @@ def retrain(model_id: str, manifest_file: Path, data_root: Path | None, runs: Pa
                "group": list(group or [model_id]), UNDECIDED: old.to_dict()}
     write_outcomes(record_path, {model_id: outcome})  # first: a replaced entry is always recorded as undecided
     if replaced:
-        publish_run(runs / model_id, manifest_file, data_root)  # the old file stays until its group is decided
+        install_run(new, checkpoint, manifest_file)  # the old file stays until its group is decided
     return outcome
 
 
@@ -103,6 +106,20 @@ def write_outcomes(record_path: Path, outcomes: dict[str, dict[str, Any]]) -> No
     """Merge ``outcomes`` into the record at ``record_path`` (written atomically)."""
     record = read_record(record_path) | outcomes
     atomic_write_text(record_path, json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def ensure_published(model_id: str, outcome: dict[str, Any], manifest_file: Path, runs: Path,
+                     data_root: Path | None) -> None:
+    """Publish the recorded replacement of ``model_id`` unless the manifest has it (a session stopped between
+    recording and publishing it)."""
+    if read_manifest(manifest_file).entries[model_id].sha256 != outcome["new_sha256"]:
+        publish_run(runs / model_id, manifest_file, data_root)
+
+
+def delete_unnamed(manifest_file: Path, file: str) -> None:
+    """Delete ``file`` (relative to the manifest's folder) unless an entry of the manifest names it."""
+    if file not in {e.file for e in read_manifest(manifest_file).entries.values()}:
+        (manifest_file.parent / file).unlink(missing_ok=True)
 
 
 def undecided_groups(record: dict[str, Any]) -> list[list[str]]:
@@ -119,26 +136,30 @@ def retrain_group(group: Sequence[str], manifest_file: Path, data_root: Path | N
     are deleted. A member a stopped session already retrained (recorded as undecided) is not trained again. The
     records."""
     earlier = read_record(record_path)
+    untrained = [i for i in group if UNDECIDED not in earlier.get(i, {})]
     olds: dict[str, Entry] = {}
     outcomes: dict[str, dict[str, Any]] = {}
     for model_id in group:
-        if UNDECIDED in earlier.get(model_id, {}):
-            olds[model_id] = Entry.from_dict(earlier[model_id][UNDECIDED])
-            outcomes[model_id] = earlier[model_id]
-            if outcomes[model_id]["replaced"] and \
-                    read_manifest(manifest_file).entries[model_id].sha256 != outcomes[model_id]["new_sha256"]:
-                publish_run(runs / model_id, manifest_file, data_root)  # it stopped between recording and publishing
-        else:
+        if model_id in untrained:
             olds[model_id] = read_manifest(manifest_file).entries[model_id]
             outcomes[model_id] = retrain(model_id, manifest_file, data_root, runs, record_path, group)
+        else:
+            olds[model_id] = Entry.from_dict(earlier[model_id][UNDECIDED])
+            outcomes[model_id] = earlier[model_id]
+            if untrained and outcomes[model_id]["replaced"]:  # a member still to train starts from it
+                ensure_published(model_id, outcomes[model_id], manifest_file, runs, data_root)
     kept = [i for i in group if not outcomes[i]["replaced"]]
     for model_id in [i for i in group if outcomes[i]["replaced"]]:
-        if kept:  # put back: update_manifest deletes the new file, which git HEAD does not name
+        if kept:  # put back, and the new file goes, though git HEAD may name it (a commit while undecided)
             update_manifest(manifest_file, olds[model_id])
+            new_file = Path(str(olds[model_id].file)).with_name(
+                checkpoint_filename(model_id, outcomes[model_id]["new_sha256"]))
+            delete_unnamed(manifest_file, new_file.as_posix())
             outcomes[model_id] |= {"replaced": False, "note": f"within the tolerance, but {', '.join(kept)} of its "
                                    "group fell outside it and was kept, so the group keeps its old checkpoints"}
-        elif olds[model_id].file not in {e.file for e in read_manifest(manifest_file).entries.values()}:
-            (manifest_file.parent / str(olds[model_id].file)).unlink(missing_ok=True)
+        else:
+            ensure_published(model_id, outcomes[model_id], manifest_file, runs, data_root)
+            delete_unnamed(manifest_file, str(olds[model_id].file))
     decided = {i: {k: v for k, v in outcome.items() if k != UNDECIDED} for i, outcome in outcomes.items()}
     write_outcomes(record_path, decided)
     return decided
@@ -154,8 +175,9 @@ def table(record: dict[str, Any]) -> str:
     """The record as a Markdown table: id, old, new, Δ, replaced, wall time."""
     lines = ["| checkpoint | old top-1 | new top-1 | Δ pp | replaced | wall s |", "|---|---|---|---|---|---|"]
     for model_id, r in sorted(record.items()):
+        replaced = "undecided" if UNDECIDED in r else "yes" if r["replaced"] else "no"
         lines.append(f"| `{model_id}` | {r['old_top1']:.2f} | {r['new_top1']:.2f} | {r['delta_pp']:+.2f} | "
-                     f"{'yes' if r['replaced'] else 'no'} | {r['wall_time_s']:.0f} |")
+                     f"{replaced} | {r['wall_time_s']:.0f} |")
     return "\n".join(lines)
 
 
@@ -172,17 +194,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     manifest_file = manifest_path()
     manifest = read_manifest(manifest_file)
     legacy = legacy_ids(manifest)
-    wrong = [i for i in args.ids if i not in legacy]
+    done = read_record()
+    unfinished = undecided_groups(done)  # a stopped session's groups first, whatever ids are given
+    started = {i for group in unfinished for i in group}
+    wrong = [i for i in args.ids if i not in legacy and i not in started]
     if wrong:
         print(f"error: not legacy checkpoints (published without recorded threads and curve): {wrong}; the legacy "
               f"ones are {legacy}", file=sys.stderr)
         return 2
-    done = read_record()
     try:
-        unfinished = undecided_groups(done)  # a stopped session's groups first, whatever ids are given
-        started = {i for group in unfinished for i in group}
-        chosen = {i for i in legacy if i not in started and (i in args.ids or (not args.ids and i not in done))}
+        chosen = {i for i in legacy if i in args.ids or (not args.ids and i not in done)}
         chosen |= {i for i in legacy if recipe_init(manifest.entries[i]) in chosen}  # a start brings its fine-tunes
+        chosen |= {i for i in legacy if i not in done and any(recipe_init(manifest.entries[c]) == i for c in chosen)}
+        chosen -= started  # and a fine-tune its start, unless that was retrained already
         for group in [*unfinished, *groups([i for i in legacy if i in chosen], manifest)]:
             for model_id, r in retrain_group(group, manifest_file, args.data_root).items():
                 print(f"{model_id}: {r['old_top1']:.2f} -> {r['new_top1']:.2f} ({r['delta_pp']:+.2f} pp), "

@@ -173,6 +173,8 @@ def train_into(args: argparse.Namespace, family: Family, config: dict[str, Any],
     if args.resume and (out_dir / RUN_JSON).is_file():
         started, resumed_from = resumed_run(out_dir, started)
         commit = started["git_commit"]
+        if previous is None:  # nothing saved yet: it starts again, from the start as published now
+            started.update({key: recipe[key] for key in ("init_sha256",) if key in recipe})
         recipe.update({key: started[key] for key in ("init_sha256",) if key in started})
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -337,7 +339,12 @@ def run_to_end(arguments: Sequence[str], out_dir: Path) -> Entry:
         started = (out_dir / RUN_JSON).is_file() or saved_epochs(out_dir) is not None
         if main([*arguments, *(["--resume"] if started else [])]) != 0:
             raise RuntimeError(f"the run into {out_dir} failed; see above (the same command resumes it)")
-    return read_run_folder(out_dir)
+    finished = read_run_folder(out_dir)
+    wanted = command_line(parse_args(list(arguments)))
+    if finished.recipe.get("command") != wanted:
+        raise RuntimeError(f"{out_dir} holds a finished run of another command ({finished.recipe.get('command')}), "
+                           f"not {wanted}; choose another folder (or delete that one)")
+    return finished
 
 
 def main(argv: Sequence[str] | None = None) -> int:
